@@ -1,1 +1,114 @@
-fn main() {}
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use berth::lifecycle::{self, Context, CreateOptions};
+use berth::{logging, signals};
+use clap::Parser;
+
+use cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(
+        cli.log.as_deref(),
+        cli.log_format == LogFormat::Json,
+        cli.debug,
+    );
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logging::log_error_record(&msg);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        bundle: a.bundle.clone(),
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    let ctx = Context {
+        root: cli.root.clone(),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    match &cli.command {
+        Command::Create(a) => {
+            lifecycle::create(&ctx, &a.id, &create_options(a))
+                .with_context(|| format!("create {}", a.id))?;
+        }
+        Command::Start(a) => {
+            lifecycle::start(&ctx, &a.id).with_context(|| format!("start {}", a.id))?
+        }
+        Command::State(a) => {
+            let st = lifecycle::state(&ctx, &a.id).with_context(|| format!("state {}", a.id))?;
+            println!("{}", serde_json::to_string_pretty(&st)?);
+        }
+        Command::Kill(a) => {
+            let sig = signals::parse_signal(&a.signal)?;
+            lifecycle::kill(&ctx, &a.id, sig, a.all).with_context(|| format!("kill {}", a.id))?;
+        }
+        Command::Delete(a) => {
+            for id in &a.ids {
+                lifecycle::delete(&ctx, id, a.force).with_context(|| format!("delete {id}"))?;
+            }
+        }
+        Command::Run(a) => {
+            let code = lifecycle::run(
+                &ctx,
+                &a.create.id,
+                &create_options(&a.create),
+                a.detach,
+                a.keep,
+            )
+            .with_context(|| format!("run {}", a.create.id))?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Command::List(a) => {
+            let all = lifecycle::list(&ctx)?;
+            if a.quiet {
+                for s in &all {
+                    println!("{}", s.id);
+                }
+            } else if a.format == ListFormat::Json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else {
+                println!(
+                    "{:<20} {:<8} {:<10} {:<40} {:<30} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
+                for s in &all {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<40} {:<30} {}",
+                        s.id,
+                        s.pid,
+                        s.status,
+                        s.bundle.display(),
+                        s.created,
+                        if s.owner.is_empty() { "root" } else { &s.owner }
+                    );
+                }
+            }
+        }
+        Command::Pause(a) => {
+            lifecycle::pause(&ctx, &a.id, true).with_context(|| format!("pause {}", a.id))?
+        }
+        Command::Resume(a) => {
+            lifecycle::pause(&ctx, &a.id, false).with_context(|| format!("resume {}", a.id))?
+        }
+        Command::Spec(a) => {
+            let rootless = matches!(cli.rootless.as_deref(), Some("true"));
+            lifecycle::write_spec(&a.bundle, rootless).context("spec")?;
+        }
+    }
+    Ok(0)
+}

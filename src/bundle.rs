@@ -1,0 +1,252 @@
+//! Loading a bundle: parse config.json, check the spec's MUST rules that can be checked before
+//! anything exists, and resolve paths. Everything here fails before a process or file is made.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+use crate::namespaces;
+
+pub struct Bundle {
+    /// Absolute bundle directory.
+    pub dir: PathBuf,
+    /// Absolute rootfs directory.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+pub fn load(dir: &Path) -> Result<Bundle> {
+    let dir = fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
+    let config_path = dir.join("config.json");
+    let data =
+        fs::read(&config_path).map_err(|e| Error::io("read bundle config", &config_path, e))?;
+    let spec: Spec = serde_json::from_slice(&data)
+        .map_err(|e| Error::config(config_path.display().to_string(), e.to_string()))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::config("root", "missing"))?;
+    let rootfs = dir.join(root.path());
+    let rootfs = fs::canonicalize(&rootfs)
+        .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
+    if !rootfs.is_dir() {
+        return Err(Error::config(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    validate(&spec)?;
+    Ok(Bundle { dir, rootfs, spec })
+}
+
+/// The MUST rules of config.md / config-linux.md that berth can check up front.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let version = spec.version();
+    if !version.starts_with("1.") {
+        return Err(Error::config(
+            "ociVersion",
+            format!("{version:?} is not a supported version (1.x)"),
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "missing: there is nothing to run"))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::config("process.args", "must name a program"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::config(
+            "process.cwd",
+            format!("{} is not an absolute path", process.cwd().display()),
+        ));
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for r in rlimits {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(Error::config(
+                    "process.rlimits",
+                    format!("duplicate type {:?}", r.typ()),
+                ));
+            }
+            if r.soft() > r.hard() {
+                return Err(Error::config(
+                    "process.rlimits",
+                    format!("{:?}: soft limit is above the hard limit", r.typ()),
+                ));
+            }
+        }
+    }
+    if let Some(env) = process.env() {
+        if let Some(bad) = env.iter().find(|e| !e.contains('=')) {
+            return Err(Error::config(
+                "process.env",
+                format!("{bad:?} is not of the form KEY=VALUE"),
+            ));
+        }
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux", "missing"))?;
+    let nss = linux.namespaces().as_deref().unwrap_or_default();
+    let mut seen = HashSet::new();
+    for ns in nss {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::config(
+                "linux.namespaces",
+                format!("duplicate namespace type {}", namespaces::name(ns.typ())),
+            ));
+        }
+        if let Some(path) = ns.path() {
+            if !path.is_absolute() {
+                return Err(Error::config(
+                    "linux.namespaces",
+                    format!(
+                        "{} path {} is not absolute",
+                        namespaces::name(ns.typ()),
+                        path.display()
+                    ),
+                ));
+            }
+            check_ns_path(ns.typ(), path)?;
+        }
+    }
+    let has = |t| nss.iter().any(|n| n.typ() == t);
+    if !has(LinuxNamespaceType::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "a mount namespace is required to set up the root filesystem",
+        ));
+    }
+    let new_userns = nss
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_userns && !has_maps {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "a new user namespace needs uidMappings and gidMappings",
+        ));
+    }
+    if has_maps && !has(LinuxNamespaceType::User) {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "id mappings need a user namespace",
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(Error::config(
+            "hostname",
+            "setting the hostname needs a private uts namespace",
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(Error::config(
+            "domainname",
+            "setting the domainname needs a private uts namespace",
+        ));
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            check_sysctl(key, &has)?;
+        }
+    }
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        crate::rootfs::mount_options(m.options().as_deref().unwrap_or_default())
+            .map_err(|reason| Error::config(format!("mounts[{i}].options"), reason))?;
+        if m.typ().as_deref() == Some("bind")
+            || m.options()
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o == "bind" || o == "rbind")
+        {
+            let src = m.source().as_ref().ok_or_else(|| {
+                Error::config(format!("mounts[{i}].source"), "a bind mount needs a source")
+            })?;
+            if fs::symlink_metadata(src).is_err() {
+                return Err(Error::config(
+                    format!("mounts[{i}].source"),
+                    format!("{} does not exist", src.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A namespace file must be a namespace of the type it is listed as.
+fn check_ns_path(typ: LinuxNamespaceType, path: &Path) -> Result<()> {
+    let file = fs::File::open(path)
+        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
+    let actual = namespaces::ns_type_of_fd(file.as_raw_fd()).map_err(|e| {
+        Error::config(
+            "linux.namespaces",
+            format!("{} is not a namespace file: {e}", path.display()),
+        )
+    })?;
+    if actual != namespaces::clone_flag(typ) {
+        return Err(Error::config(
+            "linux.namespaces",
+            format!(
+                "{} is not a {} namespace",
+                path.display(),
+                namespaces::name(typ)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sysctls are namespaced; setting one the container does not own would change the host.
+fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    let field = || format!("linux.sysctl.{key}");
+    if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+        return Err(Error::config(field(), "is not a valid sysctl name"));
+    }
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        if !has(LinuxNamespaceType::Ipc) {
+            return Err(Error::config(field(), "needs a private ipc namespace"));
+        }
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if !has(LinuxNamespaceType::Network) {
+            return Err(Error::config(field(), "needs a private network namespace"));
+        }
+        return Ok(());
+    }
+    if key == "kernel.hostname" || key == "kernel.domainname" {
+        if !has(LinuxNamespaceType::Uts) {
+            return Err(Error::config(field(), "needs a private uts namespace"));
+        }
+        return Ok(());
+    }
+    Err(Error::config(
+        field(),
+        "is not namespaced: setting it would change the host",
+    ))
+}

@@ -1,0 +1,216 @@
+//! The container's cgroup, through libcgroups: path resolution (cgroupfs and systemd's
+//! slice:prefix:name), joining, limits, freezing, and removal of what create made.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{
+    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
+    FreezerState,
+};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::{Error, Result};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+pub fn is_unified() -> bool {
+    nix::sys::statfs::statfs(CGROUP_ROOT)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+/// Turns the config's cgroupsPath into the path berth uses in every hierarchy.
+///
+/// - empty: `/<id>` (runc's default), or `system.slice:berth:<id>` with `--systemd-cgroup`;
+/// - `slice:prefix:name` with `--systemd-cgroup`: the slice expanded as systemd nests it
+///   (`a-b.slice` lives in `a.slice/a-b.slice`) plus `<prefix>-<name>.scope`;
+/// - otherwise the path itself; a relative path is taken from the hierarchy's root.
+pub fn resolve_path(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<PathBuf> {
+    let given = cgroups_path
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if systemd {
+        let spec = if given.is_empty() {
+            format!("system.slice:berth:{id}")
+        } else {
+            given
+        };
+        return systemd_to_path(&spec);
+    }
+    if given.is_empty() {
+        return Ok(PathBuf::from(format!("/{id}")));
+    }
+    let path = PathBuf::from(&given);
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::config(
+            "linux.cgroupsPath",
+            format!("{given:?} must not contain '..'"),
+        ));
+    }
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        Path::new("/").join(path)
+    })
+}
+
+fn systemd_to_path(spec: &str) -> Result<PathBuf> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return Err(Error::config(
+            "linux.cgroupsPath",
+            format!("{spec:?} is not of the form slice:prefix:name (--systemd-cgroup)"),
+        ));
+    };
+    if name.is_empty() || name.contains('/') || prefix.contains('/') || slice.contains('/') {
+        return Err(Error::config(
+            "linux.cgroupsPath",
+            format!("{spec:?}: slice, prefix and name must be plain names"),
+        ));
+    }
+    let mut path = PathBuf::from("/");
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    if slice != "-.slice" {
+        let stem = slice.strip_suffix(".slice").ok_or_else(|| {
+            Error::config("linux.cgroupsPath", format!("{slice:?} is not a .slice"))
+        })?;
+        let mut acc = String::new();
+        for part in stem.split('-') {
+            if !acc.is_empty() {
+                acc.push('-');
+            }
+            acc.push_str(part);
+            path.push(format!("{acc}.slice"));
+        }
+    }
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    path.push(unit);
+    Ok(path)
+}
+
+fn manager(path: &Path) -> Result<AnyCgroupManager> {
+    // berth resolves systemd paths itself, so libcgroups always gets a cgroupfs path.
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: path.to_path_buf(),
+        systemd_cgroup: false,
+        container_name: String::new(),
+    })
+    .map_err(|e| Error::Cgroup(format!("{}: {e}", path.display())))
+}
+
+/// The hierarchies berth writes: every v1 controller mount, or the unified root.
+fn hierarchies() -> Vec<PathBuf> {
+    if is_unified() {
+        return vec![PathBuf::from(CGROUP_ROOT)];
+    }
+    let Ok(entries) = fs::read_dir(CGROUP_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect()
+}
+
+/// The shallowest ancestor of `path` (inside the hierarchies) that does not exist yet, as a depth:
+/// delete removes empty directories up to that depth and no further.
+pub fn first_missing_depth(path: &Path) -> usize {
+    let comps: Vec<_> = path.components().skip(1).collect();
+    let Some(base) = hierarchies().into_iter().next() else {
+        return comps.len();
+    };
+    let mut cur = base;
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        if !cur.exists() {
+            return i + 1;
+        }
+    }
+    comps.len()
+}
+
+/// Puts `pid` in the cgroup (creating it) and applies the resource limits.
+pub fn join_and_apply(path: &Path, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+    let mgr = manager(path)?;
+    mgr.add_task(Pid::from_raw(pid))
+        .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+    if let Some(resources) = resources {
+        let opt = ControllerOpt {
+            resources,
+            disable_oom_killer: resources
+                .memory()
+                .as_ref()
+                .and_then(|m| m.disable_oom_killer())
+                .unwrap_or(false),
+            oom_score_adj: None,
+            freezer_state: None,
+        };
+        mgr.apply(&opt)
+            .map_err(|e| Error::Cgroup(format!("apply limits to {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Removes the container's cgroup, then its empty parents down to `created_depth`.
+pub fn remove(path: &Path, created_depth: usize) -> Result<()> {
+    let result = manager(path).and_then(|m| {
+        m.remove()
+            .map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
+    });
+    let depth = path.components().count().saturating_sub(1);
+    for base in hierarchies() {
+        let mut p = base.join(path.strip_prefix("/").unwrap_or(path));
+        for _ in created_depth..depth {
+            if !p.pop() {
+                break;
+            }
+            let _ = fs::remove_dir(&p);
+        }
+    }
+    result
+}
+
+pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
+    let state = if frozen {
+        FreezerState::Frozen
+    } else {
+        FreezerState::Thawed
+    };
+    manager(path)?
+        .freeze(state)
+        .map_err(|e| Error::Cgroup(format!("freeze {}: {e}", path.display())))
+}
+
+pub fn is_frozen(path: &Path) -> bool {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let v1 = Path::new(CGROUP_ROOT).join("freezer").join(rel);
+    if let Ok(s) = fs::read_to_string(v1.join("freezer.state")) {
+        return s.trim() == "FROZEN";
+    }
+    let v2 = Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze");
+    matches!(fs::read_to_string(v2), Ok(s) if s.trim() == "1")
+}
+
+/// Every pid in the container's cgroup.
+pub fn pids(path: &Path) -> Result<Vec<i32>> {
+    let mgr = manager(path)?;
+    mgr.get_all_pids()
+        .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
+        .map_err(|e| Error::Cgroup(format!("list pids of {}: {e}", path.display())))
+}

@@ -1,0 +1,166 @@
+//! Command-line surface: runc's global flags and verbs, parsed by clap. No system calls here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "berth: an OCI container runtime (runc-compatible CLI)",
+    long_about = "berth runs OCI bundles (a config.json plus a root filesystem) as isolated \
+Linux containers. It speaks runc's command line, so containerd, Docker and Podman can use it \
+as their runtime.\n\nTypical use by hand:\n  berth spec                 # write a default config.json\n  \
+berth run -b BUNDLE ID     # create, start and wait for a container\n  berth list                 \
+# show containers under --root"
+)]
+pub struct Cli {
+    /// Directory holding container state
+    #[arg(long, global = true, default_value = "/run/berth", value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Also write log records to this file
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Format of log records
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log debug records
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Treat cgroupsPath as systemd's slice:prefix:name
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+
+    /// Rootless mode (true, false or auto); with `spec`, write a rootless config
+    #[arg(long, global = true, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+
+    /// Accepted for runc compatibility; ignored
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container from a bundle; its process waits for `start`
+    Create(CreateArgs),
+    /// Run the process of a created container
+    Start(IdArg),
+    /// Print a container's state as JSON
+    State(IdArg),
+    /// Send a signal to a container's init (default SIGTERM)
+    Kill(KillArgs),
+    /// Delete a stopped (or, with --force, any) container
+    Delete(DeleteArgs),
+    /// Create and start a container, and wait for it unless --detach
+    Run(RunArgs),
+    /// List containers under --root
+    List(ListArgs),
+    /// Freeze every process of a container
+    Pause(IdArg),
+    /// Thaw a paused container
+    Resume(IdArg),
+    /// Write a default config.json to the bundle
+    Spec(SpecArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IdArg {
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Path to the bundle (holds config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container init's pid to this file
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Use mount --move and chroot instead of pivot_root
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many fds after stderr (3, 4, ...) to the process
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal every process in the container's cgroup
+    #[arg(short, long)]
+    pub all: bool,
+    /// Container id
+    pub id: String,
+    /// Signal name or number
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Kill the container if it is running; succeed if it does not exist
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container ids
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return once the container is started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print ids only
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// table or json
+    #[arg(short, long, default_value = "table")]
+    pub format: ListFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// Bundle directory to write config.json into
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+}

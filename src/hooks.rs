@@ -1,0 +1,140 @@
+//! Lifecycle hooks: each gets the container state on stdin, its own args and env, and an
+//! optional timeout. Output is collected so a failure message can show it.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Prestart => "prestart",
+            Kind::CreateRuntime => "createRuntime",
+            Kind::CreateContainer => "createContainer",
+            Kind::StartContainer => "startContainer",
+            Kind::Poststart => "poststart",
+            Kind::Poststop => "poststop",
+        }
+    }
+
+    pub fn of(self, hooks: &oci_spec::runtime::Hooks) -> Vec<Hook> {
+        #[allow(deprecated)]
+        let list = match self {
+            Kind::Prestart => hooks.prestart(),
+            Kind::CreateRuntime => hooks.create_runtime(),
+            Kind::CreateContainer => hooks.create_container(),
+            Kind::StartContainer => hooks.start_container(),
+            Kind::Poststart => hooks.poststart(),
+            Kind::Poststop => hooks.poststop(),
+        };
+        list.clone().unwrap_or_default()
+    }
+}
+
+/// Runs every hook of `kind` in order; the first failure stops the rest.
+pub fn run_all(kind: Kind, hooks: Option<&oci_spec::runtime::Hooks>, state: &str) -> Result<()> {
+    let Some(hooks) = hooks else { return Ok(()) };
+    for hook in kind.of(hooks) {
+        run(kind, &hook, state)?;
+    }
+    Ok(())
+}
+
+fn run(kind: Kind, hook: &Hook, state: &str) -> Result<()> {
+    let fail = |reason: String| Error::Hook {
+        kind: kind.name(),
+        path: hook.path().clone(),
+        reason,
+    };
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        if let Some((argv0, rest)) = args.split_first() {
+            cmd.arg0(argv0).args(rest);
+        }
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let (mut reader, writer) = std::io::pipe().map_err(|e| fail(format!("pipe: {e}")))?;
+    let writer2 = writer.try_clone().map_err(|e| fail(format!("pipe: {e}")))?;
+    cmd.stdin(Stdio::piped()).stdout(writer).stderr(writer2);
+    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
+    // Release our copies of the write end so EOF arrives when the hook exits.
+    drop(cmd);
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that ignores stdin may exit before reading: EPIPE is not its failure.
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    set_nonblocking(&reader);
+    let mut output = Vec::new();
+    let status = loop {
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if output.len() < 64 * 1024 => output.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
+            }
+        }
+        if let Some(status) = child.try_wait().map_err(|e| fail(format!("wait: {e}")))? {
+            break status;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!(
+                "timed out after {}s",
+                hook.timeout().unwrap_or_default()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let out = String::from_utf8_lossy(&output);
+    let how = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (_, Some(s)) => format!("killed by signal {s}"),
+        _ => "failed".to_string(),
+    };
+    Err(fail(if out.trim().is_empty() {
+        how
+    } else {
+        format!("{how}: {}", out.trim())
+    }))
+}
+
+fn set_nonblocking(fd: &impl std::os::fd::AsFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_fd().as_raw_fd();
+    if let Ok(flags) = fcntl(raw, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            raw,
+            FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The child side: the stage process (joins and creates namespaces, then clones the init) and
+//! the container's init (builds the container up to the exec fifo, then execve).
+//!
+//! These functions never return: every path ends in `execve` or `_exit`. Errors go back to the
+//! parent over the channel, naming the step.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::{chdir, read, sethostname, setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::channel::{Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+use crate::hooks::{self, Kind};
+use crate::namespaces::NsPlan;
+use crate::{console, rootfs, security, sys};
+
+pub struct InitContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub chan: &'a Channel,
+    pub fifo: &'a OwnedFd,
+    pub console: Option<&'a UnixStream>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub in_userns: bool,
+    pub new_cgroup_ns: bool,
+    pub lock_fd: i32,
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running the parent's atexit handlers or
+    // destructors, which belong to the parent's copy of the program.
+    unsafe { libc::_exit(code) }
+}
+
+fn report(chan: &Channel, step: &str, err: &Error) -> ! {
+    let _ = chan.send(&Msg::Error {
+        step: step.to_string(),
+        text: err.to_string(),
+    });
+    exit_now(1)
+}
+
+fn set_pdeathsig() {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+}
+
+fn set_name(name: &str) {
+    if let Ok(c) = CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+/// The stage process: needed when namespaces must be joined, a user namespace comes first, or
+/// a pid/time namespace is entered, because those only apply to children.
+pub fn run_stage(plan: &NsPlan, ctx: &InitContext) -> ! {
+    set_name("berth:[1:STAGE]");
+    set_pdeathsig();
+    let _ = nix::unistd::close(ctx.lock_fd);
+    if let Err(e) = stage_steps(plan, ctx.chan) {
+        report(ctx.chan, "stage", &e);
+    }
+    // SAFETY: single-threaded; the child ends in execve or _exit inside run().
+    match unsafe { sys::clone_fork(libc::CLONE_PARENT as libc::c_ulong) } {
+        Ok(0) => run(ctx),
+        Ok(pid) => {
+            let _ = ctx.chan.send(&Msg::InitPid { pid });
+            exit_now(0)
+        }
+        Err(e) => report(ctx.chan, "clone container init", &Error::sys("clone", e)),
+    }
+}
+
+fn stage_steps(plan: &NsPlan, chan: &Channel) -> Result<()> {
+    // A user namespace being joined comes first: it decides what the rest may do.
+    plan.join_all(|t| t == LinuxNamespaceType::User)?;
+    // Other joins happen with the host's privileges, before a new user namespace drops them.
+    plan.join_all(|t| t != LinuxNamespaceType::User)?;
+    if plan.new_user {
+        unshare(CloneFlags::CLONE_NEWUSER).step("create user namespace")?;
+        // The parent writes our id maps; until then we are nobody in the new namespace.
+        chan.send(&Msg::MapIds)?;
+        chan.expect("MapsDone")?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .step("become root in the user namespace (gid)")?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .step("become root in the user namespace (uid)")?;
+    }
+    let rest = plan.create & !CloneFlags::CLONE_NEWUSER;
+    if !rest.is_empty() {
+        unshare(rest).with_step(|| format!("create namespaces {rest:?}"))?;
+    }
+    Ok(())
+}
+
+/// True when prestart or createRuntime hooks exist: the init then asks the parent to run them.
+pub fn wants_host_hooks(spec: &Spec) -> bool {
+    spec.hooks()
+        .as_ref()
+        .is_some_and(|h| !Kind::Prestart.of(h).is_empty() || !Kind::CreateRuntime.of(h).is_empty())
+}
+
+/// The container's init.
+pub fn run(ctx: &InitContext) -> ! {
+    set_name("berth:[2:INIT]");
+    set_pdeathsig();
+    let _ = nix::unistd::close(ctx.lock_fd);
+    let program = match init_steps(ctx) {
+        Ok(p) => p,
+        Err(e) => report(ctx.chan, "init", &e),
+    };
+    wait_for_start(ctx);
+    exec_process(ctx, &program)
+}
+
+struct Program {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+fn init_steps(ctx: &InitContext) -> Result<Program> {
+    let spec = ctx.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux", "missing"))?;
+    let state = match ctx.chan.expect("Go")? {
+        Msg::Go { state } => state,
+        _ => unreachable_msg()?,
+    };
+    if ctx.new_cgroup_ns {
+        unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")?;
+    }
+    rootfs::prepare_root(spec, ctx.rootfs)?;
+    rootfs::mount_all(spec, ctx.rootfs, ctx.in_userns)?;
+    rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
+    if wants_host_hooks(spec) {
+        ctx.chan.send(&Msg::HooksPlease)?;
+        ctx.chan.expect("HooksDone")?;
+    }
+    // createContainer hooks: resolved here, before pivot_root, but in the container's
+    // namespaces.
+    hooks::run_all(Kind::CreateContainer, spec.hooks().as_ref(), &state)?;
+    rootfs::pivot(ctx.rootfs, ctx.no_pivot)?;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        sethostname(h).step("hostname: sethostname")?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        // SAFETY: the pointer and length describe a live byte slice.
+        let rc = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        if rc != 0 {
+            return Err(Error::sys("domainname: setdomainname", nix::Error::last()));
+        }
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for (k, v) in sysctl {
+            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+            std::fs::write(&path, v).map_err(|e| Error::io("linux.sysctl", path, e))?;
+        }
+    }
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        rootfs::remount_readonly(Path::new("/"))?;
+    }
+    if let Some(sock) = ctx.console {
+        console::setup(sock, process.console_size().as_ref())?;
+    }
+    if let Some(rl) = process.rlimits() {
+        security::set_rlimits(rl)?;
+    }
+    let cwd = process.cwd();
+    if !cwd.exists() {
+        std::fs::create_dir_all(cwd).map_err(|e| Error::io("process.cwd", cwd, e))?;
+    }
+    chdir(cwd).with_step(|| format!("process.cwd: chdir {}", cwd.display()))?;
+    let program = resolve_program(process)?;
+    security::finalize_identity(process)?;
+    // Checked after the switch: the user must be able to enter its own cwd.
+    chdir(cwd).with_step(|| format!("process.cwd: chdir {} as the process user", cwd.display()))?;
+    security::set_umask(process);
+    security::set_no_new_privileges(process)?;
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    install_exit_handlers();
+    ctx.chan.send(&Msg::Ready)?;
+    Ok(program)
+}
+
+fn unreachable_msg<T>() -> Result<T> {
+    Err(Error::Protocol("unexpected message".into()))
+}
+
+/// While waiting for `start` the init is PID 1 of its namespace, which ignores signals without
+/// a handler: these make `kill` work on a created container. execve resets them.
+fn install_exit_handlers() {
+    extern "C" fn on_signal(sig: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) }
+    }
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        // SAFETY: the handler only calls _exit, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Blocks until `start` writes a byte into the exec fifo.
+fn wait_for_start(ctx: &InitContext) {
+    let fd = ctx.fifo.as_raw_fd();
+    loop {
+        let mut fds = [PollFd::new(
+            // SAFETY: fd stays open for the whole loop.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            PollFlags::POLLIN,
+        )];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => exit_now(1),
+        }
+        let mut byte = [0u8; 1];
+        match read(fd, &mut byte) {
+            Ok(1) => return,
+            Ok(_) => {
+                // The writer closed without writing: treat as an aborted start and keep waiting
+                // only if the fifo still exists.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
+            Err(_) => exit_now(1),
+        }
+    }
+}
+
+fn exec_process(ctx: &InitContext, program: &Program) -> ! {
+    if let Err(e) = hooks::run_all(Kind::StartContainer, ctx.spec.hooks().as_ref(), "") {
+        eprintln!("berth: {e}");
+        exit_now(1);
+    }
+    let _ = sys::cloexec_from(3 + ctx.preserve_fds);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+    let err = nix::unistd::execve(&program.path, &program.argv, &program.envp)
+        .err()
+        .unwrap_or(nix::Error::UnknownErrno);
+    eprintln!("berth: exec {}: {err}", program.path.to_string_lossy());
+    exit_now(127)
+}
+
+/// Finds the program through the container's PATH and checks it can be executed, so a missing
+/// binary fails `create`, not the container after `start`.
+fn resolve_program(process: &oci_spec::runtime::Process) -> Result<Program> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let name = args
+        .first()
+        .ok_or_else(|| Error::config("process.args", "empty"))?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let found = if name.contains('/') {
+        let p = PathBuf::from(name);
+        is_executable(&p).then_some(p)
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(name))
+            .find(|p| is_executable(p))
+    };
+    let path = found.ok_or_else(|| {
+        Error::config(
+            "process.args[0]",
+            format!("{name:?}: executable file not found in the container (PATH={path_var})"),
+        )
+    })?;
+    let cstr =
+        |s: &[u8]| CString::new(s).map_err(|_| Error::config("process", "contains a NUL byte"));
+    Ok(Program {
+        path: cstr(path.as_os_str().as_bytes())?,
+        argv: args
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_>>()?,
+        envp: env
+            .iter()
+            .map(|e| cstr(e.as_bytes()))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

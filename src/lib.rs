@@ -1,0 +1,20 @@
+//! berth: an OCI runtime. The binary's `main` parses the CLI and calls `lifecycle`; everything
+//! that touches the kernel lives in the modules below.
+
+pub mod bundle;
+pub mod cgroups;
+pub mod channel;
+pub mod console;
+pub mod error;
+pub mod hooks;
+pub mod init;
+pub mod lifecycle;
+pub mod logging;
+pub mod namespaces;
+pub mod rootfs;
+pub mod security;
+pub mod signals;
+pub mod spawn;
+pub mod spec;
+pub mod state;
+pub mod sys;

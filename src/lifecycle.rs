@@ -1,0 +1,403 @@
+//! The verbs: create, start, state, kill, delete, run, list, pause, resume, spec. Each takes the
+//! container's lock for as long as it changes anything, and never while waiting on a workload.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill as send_signal, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::bundle;
+use crate::error::{Error, Result};
+use crate::hooks::{self, Kind};
+use crate::spawn::{self, SpawnRequest};
+use crate::state::{self, ContainerState, OciState, StateDir, Status};
+use crate::{cgroups, logging, sys};
+
+/// Global options every verb needs.
+pub struct Context {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+}
+
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// `create`: returns the init's pid once it waits on the exec fifo.
+pub fn create(ctx: &Context, id: &str, opts: &CreateOptions) -> Result<i32> {
+    state::validate_id(id)?;
+    let bundle = bundle::load(&opts.bundle)?;
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup_path = cgroups::resolve_path(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        id,
+        ctx.systemd_cgroup,
+    )?;
+    let dir = StateDir::claim(&ctx.root, id)?;
+    let result = create_in(ctx, id, opts, &bundle, &dir, &cgroup_path);
+    if result.is_err() {
+        if let Err(e) = dir.remove() {
+            logging::warn(&format!("cleanup after failed create: {e}"));
+        }
+    }
+    result
+}
+
+fn create_in(
+    ctx: &Context,
+    id: &str,
+    opts: &CreateOptions,
+    bundle: &bundle::Bundle,
+    dir: &StateDir,
+    cgroup_path: &Path,
+) -> Result<i32> {
+    let oci = OciState {
+        oci_version: state::OCI_VERSION.to_string(),
+        id: id.to_string(),
+        pid: 0,
+        status: Status::Creating,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: logging::rfc3339_now(),
+        owner: String::new(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    let spawned = spawn::spawn(&SpawnRequest {
+        id,
+        bundle,
+        state_dir: &dir.dir,
+        cgroup_path,
+        console_socket: opts.console_socket.as_deref(),
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        lock_fd: dir.lock_fd(),
+        state: oci.clone(),
+    })?;
+    let mut oci = oci;
+    oci.pid = spawned.pid;
+    oci.status = Status::Created;
+    let st = ContainerState {
+        oci,
+        init_start_time: spawned.start_time,
+        cgroup_path: cgroup_path.to_path_buf(),
+        cgroup_created_depth: spawned.cgroup_created_depth,
+        systemd_cgroup: ctx.systemd_cgroup,
+        own_pid_ns: spawned.own_pid_ns,
+        config: bundle.spec.clone(),
+    };
+    let written = dir.save(&st).and_then(|_| match &opts.pid_file {
+        Some(p) => write_pid_file(p, spawned.pid),
+        None => Ok(()),
+    });
+    if let Err(e) = written {
+        kill_and_wait(&st);
+        let _ = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth);
+        return Err(e);
+    }
+    Ok(spawned.pid)
+}
+
+/// Writes the pid file atomically (temp file + rename), as containerd reads it at any time.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("pid file", path, e))?
+            .join(path)
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write pid file", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| Error::io("write pid file", &path, e))
+}
+
+fn hook_state(st: &ContainerState, status: Status) -> String {
+    let mut oci = st.oci.clone();
+    oci.status = status;
+    serde_json::to_string(&oci).unwrap_or_default()
+}
+
+/// `start`: lets a created container's init execve its process.
+pub fn start(ctx: &Context, id: &str) -> Result<()> {
+    let dir = StateDir::open(&ctx.root, id)?;
+    let st = dir.load()?;
+    let status = st.status(&dir.dir);
+    if status != Status::Created {
+        return Err(Error::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            action: "only a created container can be started",
+        });
+    }
+    let fifo = dir.dir.join(state::EXEC_FIFO);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_nonblock()
+        .open(&fifo)
+        .map_err(|e| Error::io("open exec fifo (is the container's init alive?)", &fifo, e))?;
+    let _ = fs::remove_file(&fifo);
+    f.write_all(&[0])
+        .map_err(|e| Error::io("signal start", &fifo, e))?;
+    drop(f);
+    let hooks = st.config.hooks().as_ref();
+    if let Err(e) = hooks::run_all(Kind::Poststart, hooks, &hook_state(&st, Status::Running)) {
+        // Spec 1.3.0: a failing poststart hook stops the container and tears it down.
+        kill_and_wait(&st);
+        destroy(dir, &st);
+        return Err(e);
+    }
+    Ok(())
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+    }
+}
+
+/// `state`: the OCI state as JSON.
+pub fn state(ctx: &Context, id: &str) -> Result<OciState> {
+    let st = state::read_unlocked(&ctx.root, id)?;
+    Ok(st.current(&ctx.root.join(id)))
+}
+
+/// `kill`: signals the init (or, with `all` or without a private pid namespace, every process
+/// in the cgroup).
+pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let dir = StateDir::open(&ctx.root, id)?;
+    let st = dir.load()?;
+    let status = st.status(&dir.dir);
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        return Err(Error::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            action: "container is not running",
+        });
+    }
+    if all || !st.own_pid_ns {
+        signal_cgroup(&st, sig);
+        if all {
+            return Ok(());
+        }
+    }
+    signal_init(&st, sig)
+}
+
+fn signal_init(st: &ContainerState, sig: Signal) -> Result<()> {
+    // A pidfd pins the process, so after the start-time check the signal cannot reach a
+    // recycled pid.
+    let pidfd = sys::pidfd_open(st.oci.pid).map_err(|e| Error::sys("open init pidfd", e))?;
+    if !state::init_alive(st.oci.pid, st.init_start_time) {
+        return Err(Error::WrongState {
+            id: st.oci.id.clone(),
+            status: Status::Stopped.to_string(),
+            action: "container is not running",
+        });
+    }
+    use std::os::fd::AsRawFd;
+    sys::pidfd_send_signal(pidfd.as_raw_fd(), sig as i32)
+        .map_err(|e| Error::sys(format!("send {sig} to the init"), e))
+}
+
+fn signal_cgroup(st: &ContainerState, sig: Signal) {
+    let Ok(pids) = cgroups::pids(&st.cgroup_path) else {
+        return;
+    };
+    let frozen = cgroups::is_frozen(&st.cgroup_path);
+    for pid in pids {
+        let _ = send_signal(Pid::from_raw(pid), sig);
+    }
+    // A frozen process only acts on SIGKILL once thawed.
+    if frozen && sig == Signal::SIGKILL {
+        let _ = cgroups::freeze(&st.cgroup_path, false);
+    }
+}
+
+/// Kills every process of the container and waits for the init to be gone.
+fn kill_and_wait(st: &ContainerState) {
+    signal_cgroup(st, Signal::SIGKILL);
+    if state::init_alive(st.oci.pid, st.init_start_time) {
+        let _ = send_signal(Pid::from_raw(st.oci.pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state::init_alive(st.oci.pid, st.init_start_time) && Instant::now() < deadline {
+        // Reap it if it is our child (foreground run); otherwise its parent will.
+        let _ = waitpid(Pid::from_raw(st.oci.pid), Some(WaitPidFlag::WNOHANG));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Other processes of a container without its own pid namespace may linger briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cgroups::pids(&st.cgroup_path).is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+        signal_cgroup(st, Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Undoes create: cgroup, poststop hooks (failures are warnings), state dir.
+fn destroy(dir: StateDir, st: &ContainerState) {
+    if let Err(e) = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth) {
+        logging::warn(&format!("delete {}: {e}", st.oci.id));
+    }
+    if let Err(e) = hooks::run_all(
+        Kind::Poststop,
+        st.config.hooks().as_ref(),
+        &hook_state(st, Status::Stopped),
+    ) {
+        logging::warn(&e.to_string());
+    }
+    if let Err(e) = dir.remove() {
+        logging::warn(&e.to_string());
+    }
+}
+
+/// `delete`: a stopped container, a created one (as runc does), or with `force` any.
+pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
+    let dir = match StateDir::open(&ctx.root, id) {
+        Ok(d) => d,
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let st = dir.load()?;
+    match st.status(&dir.dir) {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&st),
+        s if force => {
+            let _ = s;
+            kill_and_wait(&st)
+        }
+        s => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: s.to_string(),
+                action: "cannot delete a container that is not stopped (use --force)",
+            })
+        }
+    }
+    destroy(dir, &st);
+    Ok(())
+}
+
+pub fn pause(ctx: &Context, id: &str, frozen: bool) -> Result<()> {
+    let dir = StateDir::open(&ctx.root, id)?;
+    let st = dir.load()?;
+    let status = st.status(&dir.dir);
+    let ok = if frozen {
+        status == Status::Running || status == Status::Created
+    } else {
+        status == Status::Paused
+    };
+    if !ok {
+        return Err(Error::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            action: if frozen {
+                "only a running container can be paused"
+            } else {
+                "only a paused container can be resumed"
+            },
+        });
+    }
+    cgroups::freeze(&st.cgroup_path, frozen)
+}
+
+pub fn list(ctx: &Context) -> Result<Vec<OciState>> {
+    let mut out = Vec::new();
+    for id in state::list_ids(&ctx.root)? {
+        if let Ok(st) = state::read_unlocked(&ctx.root, &id) {
+            out.push(st.current(&ctx.root.join(&id)));
+        }
+    }
+    Ok(out)
+}
+
+/// `run`: create and start; unless `detach`, wait for the container, forwarding signals, and
+/// return its exit status (128+signal when killed), then delete it unless `keep`.
+pub fn run(ctx: &Context, id: &str, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
+    // Block the forwarded signals first, so none is lost between start and the wait loop.
+    let mut forwarded = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+    ] {
+        forwarded.add(s);
+    }
+    let pid = create(ctx, id, opts)?;
+    if let Err(e) = start(ctx, id) {
+        let _ = delete(ctx, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+        .map_err(|e| Error::sys("block signals", e))?;
+    let code = loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => break c,
+            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(_) => {}
+            Err(nix::Error::ECHILD) => break wait_foreign(ctx, id),
+            Err(e) => return Err(Error::sys("wait for container", e)),
+        }
+        match forwarded.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(sig) => {
+                let _ = send_signal(Pid::from_raw(pid), sig);
+            }
+            Err(_) => {}
+        }
+    };
+    if !keep {
+        delete(ctx, id, true)?;
+    }
+    Ok(code)
+}
+
+/// The init is not our child (should not happen): poll until it is gone.
+fn wait_foreign(ctx: &Context, id: &str) -> i32 {
+    while let Ok(s) = state(ctx, id) {
+        if s.status == Status::Stopped {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    0
+}
+
+/// `spec`: writes a default config.json, refusing to overwrite one.
+pub fn write_spec(bundle: &Path, rootless: bool) -> Result<PathBuf> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::Other(format!(
+            "{} exists: remove it first",
+            path.display()
+        )));
+    }
+    let text = serde_json::to_string_pretty(&crate::spec::default_spec(rootless))
+        .map_err(|e| Error::Other(e.to_string()))?;
+    fs::write(&path, text + "\n").map_err(|e| Error::io("write spec", &path, e))?;
+    Ok(path)
+}

@@ -1,0 +1,763 @@
+//! The container's filesystem view, built inside its mount namespace: root propagation, the
+//! rootfs bind, the config's mounts in order, devices, pivot_root, masked and read-only paths.
+//! Destinations are resolved inside the rootfs: a symlink can never lead a mount out of it.
+
+use std::fs;
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, chown, chroot, pivot_root, Gid, Uid};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+
+use crate::error::{Error, Result, SysContext};
+use crate::sys;
+
+/// A mount's options split the way mount(2) and mount_setattr(2) want them.
+#[derive(Debug, PartialEq)]
+pub struct MountOpts {
+    pub flags: MsFlags,
+    /// Flags an option turned off (e.g. `rw`, `suid`), kept for bind remounts.
+    pub cleared: MsFlags,
+    pub propagation: MsFlags,
+    pub bind: bool,
+    pub recursive_set: u64,
+    pub recursive_clr: u64,
+    /// Options mount(2) does not know: passed to the filesystem as data.
+    pub data: Vec<String>,
+}
+
+impl Default for MountOpts {
+    fn default() -> Self {
+        MountOpts {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: MsFlags::empty(),
+            bind: false,
+            recursive_set: 0,
+            recursive_clr: 0,
+            data: Vec::new(),
+        }
+    }
+}
+
+/// Parses mount options; an option that is known but cannot be honoured is an error.
+pub fn mount_options(opts: &[String]) -> std::result::Result<MountOpts, String> {
+    let mut m = MountOpts::default();
+    for o in opts {
+        let (set, clr): (MsFlags, MsFlags) = match o.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "lazytime" => (
+                MsFlags::from_bits_retain(libc::MS_LAZYTIME),
+                MsFlags::empty(),
+            ),
+            "nolazytime" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_LAZYTIME),
+            ),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "bind" => {
+                m.bind = true;
+                (MsFlags::MS_BIND, MsFlags::empty())
+            }
+            "rbind" => {
+                m.bind = true;
+                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                let rec = o.starts_with('r');
+                let base = match o.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                m.propagation = base
+                    | if rec {
+                        MsFlags::MS_REC
+                    } else {
+                        MsFlags::empty()
+                    };
+                continue;
+            }
+            "idmap" | "ridmap" => {
+                return Err(format!("{o:?}: id-mapped mounts are not supported yet"));
+            }
+            "tmpcopyup" => continue,
+            r if r.starts_with('r') && recursive_attr(&r[1..]).is_some() => {
+                let (attr, on) = recursive_attr(&r[1..]).unwrap_or((0, true));
+                if on {
+                    m.recursive_set |= attr;
+                    m.recursive_clr &= !attr;
+                } else {
+                    m.recursive_clr |= attr;
+                    m.recursive_set &= !attr;
+                }
+                if attr & sys::MOUNT_ATTR__ATIME != 0 || r == "rrelatime" || r == "rnorelatime" {
+                    m.recursive_clr |= sys::MOUNT_ATTR__ATIME;
+                }
+                continue;
+            }
+            "nosymfollow" => (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                MsFlags::empty(),
+            ),
+            "symfollow" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            ),
+            _ => {
+                m.data.push(o.clone());
+                continue;
+            }
+        };
+        m.flags |= set;
+        m.flags &= !clr;
+        m.cleared |= clr;
+    }
+    Ok(m)
+}
+
+/// `rro`, `rnosuid`, ... : the mount_setattr attribute and whether the option sets it.
+fn recursive_attr(name: &str) -> Option<(u64, bool)> {
+    Some(match name {
+        "ro" => (sys::MOUNT_ATTR_RDONLY, true),
+        "rw" => (sys::MOUNT_ATTR_RDONLY, false),
+        "nosuid" => (sys::MOUNT_ATTR_NOSUID, true),
+        "suid" => (sys::MOUNT_ATTR_NOSUID, false),
+        "nodev" => (sys::MOUNT_ATTR_NODEV, true),
+        "dev" => (sys::MOUNT_ATTR_NODEV, false),
+        "noexec" => (sys::MOUNT_ATTR_NOEXEC, true),
+        "exec" => (sys::MOUNT_ATTR_NOEXEC, false),
+        "nodiratime" => (sys::MOUNT_ATTR_NODIRATIME, true),
+        "diratime" => (sys::MOUNT_ATTR_NODIRATIME, false),
+        "noatime" => (sys::MOUNT_ATTR_NOATIME, true),
+        "strictatime" => (sys::MOUNT_ATTR_STRICTATIME, true),
+        "relatime" | "norelatime" | "atime" => (sys::MOUNT_ATTR_RELATIME, true),
+        "nosymfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, true),
+        "symfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, false),
+        _ => return None,
+    })
+}
+
+/// Resolves `unsafe_path` as if `root` were `/`: `..` stops at the root and symlinks are
+/// followed inside it, so the result always lies under `root`.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
+    let mut pending: Vec<PathBuf> = unsafe_path
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match Path::new(&part).components().next() {
+            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
+            Some(Component::ParentDir) => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(&resolved).join(&part);
+        match fs::symlink_metadata(&candidate) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(Error::io(
+                        "resolve path in rootfs",
+                        candidate,
+                        std::io::Error::from_raw_os_error(libc::ELOOP),
+                    ));
+                }
+                let target = fs::read_link(&candidate)
+                    .map_err(|e| Error::io("resolve path in rootfs", &candidate, e))?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                pending.extend(
+                    target
+                        .components()
+                        .rev()
+                        .map(|c| PathBuf::from(c.as_os_str())),
+                );
+            }
+            _ => resolved.push(&part),
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+fn mnt(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    mount(source, target, fstype, flags, data).with_step(|| {
+        format!(
+            "mount {} on {} (type {}, data {:?})",
+            source.map(|s| s.display().to_string()).unwrap_or_default(),
+            target.display(),
+            fstype.unwrap_or("none"),
+            data.unwrap_or("")
+        )
+    })
+}
+
+pub fn propagation_flags(name: &str) -> Result<MsFlags> {
+    Ok(match name {
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => {
+            return Err(Error::config(
+                "linux.rootfsPropagation",
+                format!("{name:?} is not a propagation mode"),
+            ))
+        }
+    })
+}
+
+/// Step 1: root propagation and the rootfs bind, so later mounts never reach the host.
+pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    let flags = match prop.as_deref() {
+        Some(p) if !p.is_empty() => propagation_flags(p)? | MsFlags::MS_REC,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mnt(None, Path::new("/"), None, flags, None)?;
+    make_parent_mount_private(rootfs)?;
+    mnt(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+}
+
+/// pivot_root refuses a new root whose parent mount is shared.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read mountinfo", "/proc/self/mountinfo", e))?;
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(mp) = fields.get(4) else { continue };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if rootfs.starts_with(&mp)
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
+        {
+            let shared = fields
+                .iter()
+                .skip(6)
+                .take_while(|f| **f != "-")
+                .any(|f| f.starts_with("shared:"));
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        mnt(None, &mp, None, MsFlags::MS_PRIVATE, None)?;
+    }
+    Ok(())
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// Step 2: the config's mounts, in order.
+pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        mount_one(m, rootfs, in_userns).map_err(|e| {
+            Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
+        })?;
+    }
+    Ok(())
+}
+
+fn mount_one(m: &Mount, rootfs: &Path, in_userns: bool) -> Result<()> {
+    let opts = mount_options(m.options().as_deref().unwrap_or_default())
+        .map_err(|r| Error::config("options", r))?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    let is_bind = opts.bind || typ == "bind";
+    let dest = secure_join(rootfs, m.destination())?;
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(&dest, typ, &opts);
+    }
+    let source = m.source().as_deref();
+    if is_bind {
+        let src = source.ok_or_else(|| Error::config("source", "a bind mount needs a source"))?;
+        let src_is_dir = fs::metadata(src)
+            .map_err(|e| Error::io("bind mount source", src, e))?
+            .is_dir();
+        create_mount_point(&dest, src_is_dir)?;
+        let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        mnt(Some(src), &dest, None, flags, None)?;
+        let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() || !opts.cleared.is_empty() {
+            flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
+            if let Err(e) = mount(None::<&str>, &dest, None::<&str>, flags, None::<&str>) {
+                // Flags locked by a less privileged mount namespace must be kept.
+                if !(in_userns || e == nix::Error::EPERM) {
+                    return Err(Error::sys(format!("remount {}", dest.display()), e));
+                }
+                let locked = locked_flags(&dest);
+                mnt(None, &dest, None, flags | locked, None)?;
+            }
+        }
+    } else {
+        create_mount_point(&dest, true)?;
+        let data = opts.data.join(",");
+        let fstype = if typ.is_empty() { None } else { Some(typ) };
+        mnt(
+            source.or(Some(Path::new(typ))),
+            &dest,
+            fstype,
+            opts.flags & !MsFlags::MS_REMOUNT,
+            (!data.is_empty()).then_some(data.as_str()),
+        )?;
+    }
+    if !opts.propagation.is_empty() {
+        mnt(None, &dest, None, opts.propagation, None)?;
+    }
+    if opts.recursive_set != 0 || opts.recursive_clr != 0 {
+        sys::mount_setattr_recursive(
+            &dest.to_string_lossy(),
+            opts.recursive_set,
+            opts.recursive_clr,
+        )
+        .with_step(|| format!("set recursive mount attributes on {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// The flags of the mount at `path` that an unprivileged remount must keep.
+fn locked_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs_flag, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs_flag) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
+    if dir {
+        return fs::create_dir_all(dest).map_err(|e| Error::io("create mount point", dest, e));
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io("create mount point", parent, e))?;
+    }
+    match fs::symlink_metadata(dest) {
+        Ok(_) => Ok(()),
+        Err(_) => fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dest)
+            .map(drop)
+            .map_err(|e| Error::io("create mount point", dest, e)),
+    }
+}
+
+/// cgroup mounts: on a unified host a cgroup2 mount; on v1 and hybrid hosts a tmpfs holding a
+/// bind of the container's own cgroup from every hierarchy, as runc does.
+fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
+    create_mount_point(dest, true)?;
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+    let base_flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if typ == "cgroup2" || crate::cgroups::is_unified() {
+        return mnt(
+            Some(Path::new("cgroup2")),
+            dest,
+            Some("cgroup2"),
+            opts.flags & !MsFlags::MS_REMOUNT,
+            None,
+        );
+    }
+    mnt(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        base_flags,
+        Some("mode=755"),
+    )?;
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| Error::io("read own cgroups", "/proc/self/cgroup", e))?;
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read mountinfo", "/proc/self/mountinfo", e))?;
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let post: Vec<&str> = post.split(' ').collect();
+        let fstype = post.first().copied().unwrap_or("");
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let Some(mp) = pre.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
+            continue;
+        };
+        if !mp.starts_with("/sys/fs/cgroup") || mp == Path::new("/sys/fs/cgroup") {
+            continue;
+        }
+        let Some(name) = mp.file_name().map(|n| n.to_owned()) else {
+            continue;
+        };
+        // Our cgroup in this hierarchy, from /proc/self/cgroup.
+        let super_opts = post.get(2).copied().unwrap_or("");
+        let own_path = own.lines().find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let matches = if fstype == "cgroup2" {
+                ctrls.is_empty()
+            } else {
+                !ctrls.is_empty()
+                    && ctrls.split(',').all(|c| {
+                        super_opts.split(',').any(|o| {
+                            o == c || o == format!("name={}", c.trim_start_matches("name="))
+                        })
+                    })
+            };
+            matches.then(|| path.to_string())
+        });
+        let Some(own_path) = own_path else { continue };
+        let src = mp.join(own_path.trim_start_matches('/'));
+        let target = dest.join(&name);
+        create_mount_point(&target, true)?;
+        mnt(Some(&src), &target, None, MsFlags::MS_BIND, None)?;
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base_flags;
+        if ro {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        mnt(None, &target, None, flags, None)?;
+    }
+    if ro {
+        mnt(
+            None,
+            dest,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base_flags,
+            Some("mode=755"),
+        )?;
+    }
+    Ok(())
+}
+
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// Step 3: default devices, the config's devices, and the /dev symlinks.
+pub fn setup_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
+    let dev_is_bind = spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| {
+            m.destination() == Path::new("/dev")
+                && (m.typ().as_deref() == Some("bind")
+                    || m.options()
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|o| o == "bind" || o == "rbind"))
+        });
+    let configured = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    if !dev_is_bind {
+        for (path, major, minor) in DEFAULT_DEVICES {
+            if configured.iter().any(|d| d.path() == Path::new(path)) {
+                continue;
+            }
+            create_device(
+                rootfs,
+                Path::new(path),
+                SFlag::S_IFCHR,
+                major,
+                minor,
+                0o666,
+                None,
+                None,
+                in_userns,
+            )?;
+        }
+    }
+    for d in &configured {
+        create_config_device(rootfs, d, in_userns)?;
+    }
+    if !dev_is_bind {
+        let dev = secure_join(rootfs, Path::new("/dev"))?;
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            let p = dev.join(link);
+            match symlink(target, &p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create /dev symlink", p, e)),
+            }
+        }
+        // /dev/ptmx points at the container's own devpts instance when it has one.
+        if dev.join("pts/ptmx").exists() {
+            let p = dev.join("ptmx");
+            let _ = fs::remove_file(&p);
+            symlink("pts/ptmx", &p).map_err(|e| Error::io("create /dev/ptmx", p, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn create_config_device(rootfs: &Path, d: &LinuxDevice, in_userns: bool) -> Result<()> {
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(Error::config(
+                "linux.devices",
+                format!(
+                    "{}: type \"a\" is only valid in cgroup rules",
+                    d.path().display()
+                ),
+            ))
+        }
+    };
+    if !d.path().starts_with("/dev") {
+        return Err(Error::config(
+            "linux.devices",
+            format!("{} is not under /dev", d.path().display()),
+        ));
+    }
+    create_device(
+        rootfs,
+        d.path(),
+        kind,
+        d.major() as u64,
+        d.minor() as u64,
+        d.file_mode().unwrap_or(0o666),
+        d.uid(),
+        d.gid(),
+        in_userns,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_device(
+    rootfs: &Path,
+    path: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    in_userns: bool,
+) -> Result<()> {
+    let dest = secure_join(rootfs, path)?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io("create device dir", parent, e))?;
+    }
+    if in_userns {
+        // mknod is not allowed in a user namespace: bind the host's node instead.
+        create_mount_point(&dest, false)?;
+        return mnt(Some(path), &dest, None, MsFlags::MS_BIND, None);
+    }
+    let dev = makedev(major, minor);
+    match mknod(&dest, kind, Mode::from_bits_truncate(mode & 0o7777), dev) {
+        Ok(()) => {}
+        Err(nix::Error::EEXIST) => {
+            let md = fs::symlink_metadata(&dest).map_err(|e| Error::io("stat device", &dest, e))?;
+            let ft = md.file_type();
+            let same_kind = match kind {
+                SFlag::S_IFCHR => ft.is_char_device(),
+                SFlag::S_IFBLK => ft.is_block_device(),
+                _ => ft.is_fifo(),
+            };
+            if !same_kind || (kind != SFlag::S_IFIFO && md.rdev() != dev) {
+                return Err(Error::config(
+                    "linux.devices",
+                    format!(
+                        "{} exists in the rootfs and is not device {major}:{minor}",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Err(e) => return Err(Error::sys(format!("mknod {}", path.display()), e)),
+    }
+    fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| Error::io("chmod device", &dest, e))?;
+    if uid.is_some() || gid.is_some() {
+        chown(&dest, uid.map(Uid::from_raw), gid.map(Gid::from_raw))
+            .with_step(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Step 4: make the rootfs `/`. The old root is detached after making it a slave, so the
+/// unmount never propagates to the host.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    chdir(rootfs).with_step(|| format!("chdir {}", rootfs.display()))?;
+    if no_pivot {
+        mnt(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
+        chroot(".").step("chroot into rootfs")?;
+        return chdir("/").step("chdir /");
+    }
+    pivot_root(".", ".").step("pivot_root")?;
+    mnt(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )?;
+    umount2(".", MntFlags::MNT_DETACH).step("detach old root")?;
+    chdir("/").step("chdir /")
+}
+
+/// Step 5 (after pivot): masked paths get /dev/null or an empty read-only tmpfs.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    let null = fs::metadata("/dev/null").map_err(|e| Error::io("stat", "/dev/null", e))?;
+    if !null.file_type().is_char_device() || null.rdev() != makedev(1, 3) {
+        return Err(Error::Other(
+            "/dev/null in the container is not the null device: refusing to mask with it".into(),
+        ));
+    }
+    for p in paths {
+        let path = Path::new(p);
+        match fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("mask path", path, e)),
+            Ok(md) if md.is_dir() => mnt(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )?,
+            Ok(_) => mnt(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Step 6: read-only paths are bound onto themselves and remounted read-only.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        let path = Path::new(p);
+        if let Err(e) = fs::symlink_metadata(path) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                continue;
+            }
+            return Err(Error::io("read-only path", path, e));
+        }
+        mnt(
+            Some(path),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        remount_readonly(path)?;
+    }
+    Ok(())
+}
+
+pub fn remount_readonly(path: &Path) -> Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if mount(None::<&str>, path, None::<&str>, flags, None::<&str>).is_err() {
+        mnt(None, path, None, flags | locked_flags(path), None)?;
+    }
+    Ok(())
+}

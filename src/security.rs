@@ -1,0 +1,156 @@
+//! Process attributes applied by the init before execve: rlimits, oom_score_adj, user and groups,
+//! capabilities, no_new_privs and umask.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use caps::{CapSet, Capability as Cap, CapsHashSet};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::{Capabilities, PosixRlimit, PosixRlimitType, Process};
+
+use crate::error::{Error, Result, SysContext};
+use crate::logging;
+
+pub fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
+    for r in rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: setrlimit reads a valid, initialised rlimit struct.
+        let rc = unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) };
+        if rc != 0 {
+            return Err(Error::sys(
+                format!(
+                    "process.rlimits: set {:?} to {}/{}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
+                nix::Error::last(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_oom_score_adj(value: i32) -> Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", value.to_string())
+        .map_err(|e| Error::io("process.oomScoreAdj", "/proc/self/oom_score_adj", e))
+}
+
+/// Parses the config's capability names into the caps crate's type; names the kernel does not
+/// know are dropped with a warning, as the spec asks.
+fn cap_set(names: &Option<Capabilities>, last_cap: u8) -> CapsHashSet {
+    let mut out = HashSet::new();
+    for c in names.iter().flatten() {
+        let name = format!("CAP_{c}");
+        match Cap::from_str(&name) {
+            Ok(cap) if cap.index() <= last_cap => {
+                out.insert(cap);
+            }
+            _ => logging::warn(&format!(
+                "process.capabilities: {name} is not supported by this kernel; ignored"
+            )),
+        }
+    }
+    out
+}
+
+/// Switches to the process's user and leaves exactly the configured capabilities.
+pub fn finalize_identity(process: &Process) -> Result<()> {
+    let user = process.user();
+    let last_cap = caps::runtime::procfs_all_supported(None)
+        .map(|all| all.iter().map(|c| c.index()).max().unwrap_or(40))
+        .unwrap_or(40);
+    let wanted = process.capabilities().as_ref();
+    if let Some(c) = wanted {
+        let bounding = cap_set(c.bounding(), last_cap);
+        for cap in caps::all() {
+            if cap.index() <= last_cap && !bounding.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| Error::Other(format!("drop {cap} from the bounding set: {e}")))?;
+            }
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).step("keep capabilities across setuid")?;
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    // setgroups is refused in a user namespace whose setgroups file says deny.
+    let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
+    if setgroups_allowed {
+        setgroups(&gids).step("process.user.additionalGids: setgroups")?;
+    } else if !gids.is_empty() {
+        return Err(Error::config(
+            "process.user.additionalGids",
+            "cannot set supplementary groups: setgroups is denied in this user namespace",
+        ));
+    }
+    let gid = Gid::from_raw(user.gid());
+    let uid = Uid::from_raw(user.uid());
+    setresgid(gid, gid, gid).with_step(|| format!("process.user.gid: setresgid {gid}"))?;
+    setresuid(uid, uid, uid).with_step(|| format!("process.user.uid: setresuid {uid}"))?;
+    nix::sys::prctl::set_keepcaps(false).step("clear keep-capabilities")?;
+    if let Some(c) = wanted {
+        let set = |which: CapSet, names: &Option<Capabilities>| -> Result<()> {
+            caps::set(None, which, &cap_set(names, last_cap))
+                .map_err(|e| Error::Other(format!("process.capabilities: set {which:?}: {e}")))
+        };
+        // Shrink in an order the kernel accepts at each step: effective must stay within
+        // permitted, and inheritable can only grow while the caps are still permitted.
+        set(CapSet::Effective, c.effective())?;
+        set(CapSet::Inheritable, c.inheritable())?;
+        set(CapSet::Permitted, c.permitted())?;
+        // Ambient capabilities must also be permitted and inheritable; the kernel refuses others.
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| Error::Other(format!("clear ambient capabilities: {e}")))?;
+        for cap in cap_set(c.ambient(), last_cap) {
+            if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+                logging::warn(&format!("process.capabilities.ambient: {cap}: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn set_umask(process: &Process) {
+    if let Some(mask) = process.user().umask() {
+        umask(Mode::from_bits_truncate(mask));
+    }
+}
+
+pub fn set_no_new_privileges(process: &Process) -> Result<()> {
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().step("process.noNewPrivileges")?;
+    }
+    Ok(())
+}

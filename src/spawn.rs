@@ -1,0 +1,299 @@
+//! The parent side of create: clone the container's processes, write id maps, join the cgroup,
+//! run the host-side hooks and wait until the init is ready. On any failure everything made so
+//! far is killed and removed before the error is returned.
+//!
+//! The parent is single-threaded throughout, so fork-like clones are safe.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{mkfifo, Pid};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+
+use crate::bundle::Bundle;
+use crate::channel::{self, Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+use crate::hooks::{self, Kind};
+use crate::init::{self, InitContext};
+use crate::namespaces::NsPlan;
+use crate::state::{self, OciState, Status};
+use crate::{cgroups, console, logging, sys};
+
+pub struct SpawnRequest<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub state_dir: &'a Path,
+    pub cgroup_path: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// The state dir's lock, which the children must not keep.
+    pub lock_fd: i32,
+    /// The state as hooks will see it (pid filled in here).
+    pub state: OciState,
+}
+
+pub struct Spawned {
+    pub pid: i32,
+    pub start_time: u64,
+    pub own_pid_ns: bool,
+    pub cgroup_created_depth: usize,
+}
+
+/// Everything that must be undone if create fails half-way.
+struct Undo<'a> {
+    pids: Vec<i32>,
+    cgroup: Option<(&'a Path, usize)>,
+}
+
+impl Undo<'_> {
+    fn run(self) {
+        for pid in &self.pids {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        for pid in &self.pids {
+            let _ = waitpid(Pid::from_raw(*pid), None);
+        }
+        if let Some((path, depth)) = self.cgroup {
+            if let Err(e) = cgroups::remove(path, depth) {
+                logging::warn(&format!("cleanup after failed create: {e}"));
+            }
+        }
+    }
+}
+
+pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
+    let spec = &req.bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux", "missing"))?;
+    let plan = NsPlan::new(linux.namespaces().as_deref().unwrap_or_default())?;
+    let terminal = process.terminal().unwrap_or(false);
+    let console = match (terminal, req.console_socket) {
+        (true, Some(path)) => Some(console::connect(path)?),
+        (true, None) => {
+            return Err(Error::config(
+                "process.terminal",
+                "a terminal needs --console-socket to hand the pty to",
+            ))
+        }
+        (false, _) => None,
+    };
+    let fifo_path = req.state_dir.join(state::EXEC_FIFO);
+    mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .with_step(|| format!("create exec fifo {}", fifo_path.display()))?;
+    let fifo: OwnedFd = open(
+        &fifo_path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(|fd| {
+        // SAFETY: open just returned this fd and nothing else owns it.
+        unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+    })
+    .step("open exec fifo")?;
+    let cgroup_created_depth = cgroups::first_missing_depth(req.cgroup_path);
+    let mut undo = Undo {
+        pids: Vec::new(),
+        cgroup: None,
+    };
+    let result = spawn_inner(
+        req,
+        spec,
+        &plan,
+        console,
+        fifo,
+        &mut undo,
+        cgroup_created_depth,
+    );
+    match result {
+        Ok(pid) => {
+            let start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
+            Ok(Spawned {
+                pid,
+                start_time,
+                own_pid_ns: plan.new_pid,
+                cgroup_created_depth,
+            })
+        }
+        Err(e) => {
+            undo.run();
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_inner<'a>(
+    req: &'a SpawnRequest,
+    spec: &Spec,
+    plan: &NsPlan,
+    console: Option<UnixStream>,
+    fifo: OwnedFd,
+    undo: &mut Undo<'a>,
+    cgroup_depth: usize,
+) -> Result<i32> {
+    let (parent_chan, child_chan) = channel::pair()?;
+    let ctx = InitContext {
+        spec,
+        rootfs: &req.bundle.rootfs,
+        chan: &child_chan,
+        fifo: &fifo,
+        console: console.as_ref(),
+        no_pivot: req.no_pivot,
+        preserve_fds: req.preserve_fds,
+        in_userns: plan.new_user || plan.join_user,
+        lock_fd: req.lock_fd,
+        new_cgroup_ns: plan.new_cgroup,
+    };
+    let init_pid = if plan.single_clone() {
+        // SAFETY: berth is single-threaded here and the child never returns: init::run ends
+        // in execve or _exit.
+        let pid = unsafe { sys::clone_fork(plan.create.bits() as libc::c_ulong) }
+            .step("clone container init")?;
+        if pid == 0 {
+            drop(parent_chan);
+            init::run(&ctx);
+        }
+        undo.pids.push(pid);
+        pid
+    } else {
+        // SAFETY: as above; the stage child ends in _exit.
+        let stage = unsafe { sys::clone_fork(0) }.step("fork stage process")?;
+        if stage == 0 {
+            drop(parent_chan);
+            init::run_stage(plan, &ctx);
+        }
+        undo.pids.push(stage);
+        let pid = serve_stage(&parent_chan, stage, spec)?;
+        undo.pids.push(pid);
+        reap_stage(stage)?;
+        undo.pids.retain(|p| *p != stage);
+        pid
+    };
+    drop(child_chan);
+    drop(fifo);
+    drop(console);
+
+    let resources = resources_with_devices(spec);
+    undo.cgroup = Some((req.cgroup_path, cgroup_depth));
+    cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))?;
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        fs::write(format!("/proc/{init_pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| Error::io("process.oomScoreAdj", PathBuf::from("oom_score_adj"), e))?;
+    }
+
+    let mut state = req.state.clone();
+    state.pid = init_pid;
+    state.status = Status::Creating;
+    let state_json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
+    parent_chan.send(&Msg::Go {
+        state: state_json.clone(),
+    })?;
+
+    if init::wants_host_hooks(spec) {
+        parent_chan.expect("HooksPlease")?;
+        hooks::run_all(Kind::Prestart, spec.hooks().as_ref(), &state_json)?;
+        hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
+        parent_chan.send(&Msg::HooksDone)?;
+    }
+    parent_chan.expect("Ready")?;
+    Ok(init_pid)
+}
+
+/// Serves the stage process until it reports the init's pid.
+fn serve_stage(chan: &Channel, stage: i32, spec: &Spec) -> Result<i32> {
+    loop {
+        match chan.recv()? {
+            None => {
+                return Err(Error::Child(
+                    "stage process exited before cloning the init".into(),
+                ))
+            }
+            Some((Msg::MapIds, _)) => {
+                write_id_maps(stage, spec)?;
+                chan.send(&Msg::MapsDone)?;
+            }
+            Some((Msg::InitPid { pid }, _)) => return Ok(pid),
+            Some((Msg::Error { step, text }, _)) => {
+                return Err(Error::Child(format!("{step}: {text}")))
+            }
+            Some((m, _)) => {
+                return Err(Error::Protocol(format!(
+                    "unexpected message {m:?} from the stage process"
+                )))
+            }
+        }
+    }
+}
+
+fn reap_stage(stage: i32) -> Result<()> {
+    match waitpid(Pid::from_raw(stage), None).step("wait for stage process")? {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        other => Err(Error::Child(format!(
+            "stage process ended badly: {other:?}"
+        ))),
+    }
+}
+
+/// Writes uid_map and gid_map of a process that just created a user namespace.
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let format = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    if !nix::unistd::geteuid().is_root() {
+        let p = format!("/proc/{pid}/setgroups");
+        fs::write(&p, "deny").map_err(|e| Error::io("write setgroups", p, e))?;
+    }
+    let gid_map = format!("/proc/{pid}/gid_map");
+    fs::write(&gid_map, format(linux.gid_mappings()))
+        .map_err(|e| Error::io("linux.gidMappings: write gid_map", gid_map, e))?;
+    let uid_map = format!("/proc/{pid}/uid_map");
+    fs::write(&uid_map, format(linux.uid_mappings()))
+        .map_err(|e| Error::io("linux.uidMappings: write uid_map", uid_map, e))
+}
+
+/// The config's resources, plus an allow rule for every device the config creates (runc's
+/// behaviour: a listed device is usable).
+fn resources_with_devices(spec: &Spec) -> LinuxResources {
+    let linux = spec.linux().as_ref();
+    let mut res = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    if !devices.is_empty() {
+        let mut rules = res.devices().clone().unwrap_or_default();
+        for d in devices {
+            let typ = match d.typ() {
+                LinuxDeviceType::U => LinuxDeviceType::C,
+                t => t,
+            };
+            let mut rule = LinuxDeviceCgroup::default();
+            rule.set_allow(true)
+                .set_typ(Some(typ))
+                .set_major(Some(d.major()))
+                .set_minor(Some(d.minor()))
+                .set_access(Some("rwm".to_string()));
+            rules.push(rule);
+        }
+        res.set_devices(Some(rules));
+    }
+    res
+}
