@@ -210,11 +210,22 @@ fn check_readonly_paths(config: &Value, mounts: &[MountInfo], r: &mut Report) {
                 continue;
             }
         };
-        let res = if md.is_dir() {
+        let mut res = if md.is_dir() {
             probe_create(&p)
         } else {
             probe_open_write(&p)
         };
+        // Some filesystems refuse the probe before looking at the mount
+        // flags (procfs answers ENOENT to file creation in /proc/sys).
+        // Then ask again with a chmod to the current mode, which checks
+        // for a read-only mount first and changes nothing otherwise.
+        if matches!(&res, Err(e) if e.raw_os_error() != Some(libc::EROFS)) {
+            if let Err(e) = fs::set_permissions(&p, md.permissions()) {
+                if e.raw_os_error() == Some(libc::EROFS) {
+                    res = Err(e);
+                }
+            }
+        }
         judge_write(r, &format!("{what} write"), res);
         match parse::mount_containing(mounts, &p) {
             Some(mi) => r.check_that(

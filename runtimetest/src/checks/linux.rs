@@ -135,7 +135,7 @@ fn check_namespaces(config: &Value, r: &mut Report) {
 }
 
 fn check_id_map(config: &Value, key: &str, file: &str, r: &mut Report) {
-    if !cfg::present(config, &["linux", key]) {
+    if !cfg::is_array(config, &["linux", key]) {
         return;
     }
     let mut want: Vec<parse::IdMap> = cfg::array_at(config, &["linux", key])
@@ -149,6 +149,10 @@ fn check_id_map(config: &Value, key: &str, file: &str, r: &mut Report) {
         })
         .collect();
     let what = format!("linux.{key}");
+    if want.is_empty() {
+        r.skip(&what, "no well-formed entries in the config");
+        return;
+    }
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {

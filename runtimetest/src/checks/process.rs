@@ -33,7 +33,11 @@ fn basename(s: &str) -> &str {
 }
 
 fn check_args(p: &Value, r: &mut Report) {
-    let want = cfg::strings_at(p, &["args"]);
+    // Empty arguments are legitimate here, so no strings_at.
+    let want: Vec<String> = cfg::array_at(p, &["args"])
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
     if want.is_empty() {
         return;
     }
@@ -94,8 +98,13 @@ fn check_user(p: &Value, r: &mut Report) {
     if !cfg::present(p, &["user"]) {
         return;
     }
-    let uid = cfg::u64_at(p, &["user", "uid"]).unwrap_or(0);
-    let gid = cfg::u64_at(p, &["user", "gid"]).unwrap_or(0);
+    let (Some(uid), Some(gid)) = (
+        cfg::u64_or(p, &["user", "uid"], 0),
+        cfg::u64_or(p, &["user", "gid"], 0),
+    ) else {
+        r.skip("process.user", "uid/gid is not a number");
+        return;
+    };
     let (ruid, euid) = sys::uids();
     let (rgid, egid) = sys::gids();
     r.check_eq("process.user.uid (getuid)", uid, u64::from(ruid));
@@ -105,14 +114,16 @@ fn check_user(p: &Value, r: &mut Report) {
 }
 
 fn check_additional_gids(p: &Value, r: &mut Report) {
-    if !cfg::present(p, &["user", "additionalGids"]) {
+    if !cfg::is_array(p, &["user", "additionalGids"]) {
         return;
     }
     let extra: Vec<u64> = cfg::array_at(p, &["user", "additionalGids"])
         .iter()
         .filter_map(Value::as_u64)
         .collect();
-    let gid = cfg::u64_at(p, &["user", "gid"]).unwrap_or(0);
+    let Some(gid) = cfg::u64_or(p, &["user", "gid"], 0) else {
+        return;
+    };
     let groups: BTreeSet<u64> = match sys::groups() {
         Ok(g) => g.into_iter().map(u64::from).collect(),
         Err(e) => {
@@ -245,7 +256,7 @@ fn check_capabilities(p: &Value, r: &mut Report) {
     let last = last_cap();
     let all = parse::cap_all(last);
     let set = |name: &str| -> Option<u64> {
-        if !cfg::present(c, &[name]) {
+        if !cfg::is_array(c, &[name]) {
             return None;
         }
         let (m, _unknown) = parse::cap_mask(&cfg::strings_at(c, &[name]), last);
@@ -259,7 +270,9 @@ fn check_capabilities(p: &Value, r: &mut Report) {
 
     // Ambient caps only survive when also permitted and inheritable.
     let amb_kept = amb.map(|a| a & prm.unwrap_or(all) & inh.unwrap_or(0));
-    let uid = cfg::u64_at(p, &["user", "uid"]).unwrap_or(0);
+    let Some(uid) = cfg::u64_or(p, &["user", "uid"], 0) else {
+        return;
+    };
     let (exp_prm, exp_eff) = if uid == 0 {
         let after = inh.unwrap_or(0) | bnd.unwrap_or(all) | amb_kept.unwrap_or(0);
         // Without a bounding set in the config we cannot predict the result.
@@ -279,11 +292,17 @@ fn check_capabilities(p: &Value, r: &mut Report) {
         match got {
             Some(g) => {
                 let g = g & all;
+                let missing = want & !g;
+                let extra = g & !want;
                 r.check_that(
                     &what,
                     g == want,
-                    format!("{want:#x} [{}]", parse::cap_names_of(want)),
-                    format!("{g:#x} [{}]", parse::cap_names_of(g)),
+                    format!("{want:#x}"),
+                    format!(
+                        "{g:#x} (missing {}; extra {})",
+                        parse::cap_names_of(missing),
+                        parse::cap_names_of(extra)
+                    ),
                 );
             }
             None => r.skip(&what, "kernel does not report this set"),
