@@ -297,6 +297,42 @@ pub fn cap_names_of(mask: u64) -> String {
     }
 }
 
+/// Predict the capability sets seen after execve(2) of a plain binary (no
+/// file capabilities, not setuid) from the sets a runtime was asked to
+/// install. `want` holds the config's sets (None = not given), `root` is
+/// whether the process runs as uid 0, `actual_bounding` the bounding set
+/// the kernel reports (used when the config gives none) and `all` the mask
+/// of caps the kernel knows. Only sets the config gives are predicted;
+/// bounding and inheritable pass through execve unchanged.
+///
+/// The kernel rules: ambient caps survive only while also permitted and
+/// inheritable; a uid 0 process gains inheritable|bounding (plus ambient)
+/// as permitted and effective; anyone else keeps just the ambient set.
+pub fn caps_after_exec(
+    want: &CapSets,
+    root: bool,
+    actual_bounding: Option<u64>,
+    all: u64,
+) -> CapSets {
+    let ambient = want
+        .ambient
+        .map(|a| a & want.permitted.unwrap_or(all) & want.inheritable.unwrap_or(0));
+    let gained = if root {
+        want.bounding
+            .or(actual_bounding)
+            .map(|b| b | want.inheritable.unwrap_or(0) | ambient.unwrap_or(0))
+    } else {
+        Some(ambient.unwrap_or(0))
+    };
+    CapSets {
+        inheritable: want.inheritable,
+        bounding: want.bounding,
+        ambient,
+        permitted: want.permitted.and(gained),
+        effective: want.effective.and(gained),
+    }
+}
+
 /// One uid_map/gid_map entry: (id inside, id outside, count).
 pub type IdMap = (u64, u64, u64);
 
@@ -516,6 +552,51 @@ CapAmb:\t0000000000000000\n";
         assert_eq!(cap_all(63), u64::MAX);
         assert_eq!(cap_names_of(0b11), "CAP_CHOWN,CAP_DAC_OVERRIDE");
         assert_eq!(cap_names_of(0), "(none)");
+    }
+
+    #[test]
+    fn caps_exec_model() {
+        let all = cap_all(40);
+        let set = |b, i, p, e, a| CapSets {
+            bounding: b,
+            inheritable: i,
+            permitted: p,
+            effective: e,
+            ambient: a,
+        };
+        // Root with identical sets keeps them.
+        let w = set(Some(0b111), None, Some(0b111), Some(0b111), None);
+        let got = caps_after_exec(&w, true, Some(all), all);
+        assert_eq!(got, w);
+        // Root gains bounding|inheritable even with a smaller permitted set.
+        let w = set(Some(0b011), Some(0b100), Some(0b001), Some(0b001), None);
+        let got = caps_after_exec(&w, true, Some(all), all);
+        assert_eq!(got.permitted, Some(0b111));
+        assert_eq!(got.effective, Some(0b111));
+        // No bounding in the config: use what the kernel reports.
+        let w = set(None, None, Some(1), Some(1), None);
+        assert_eq!(
+            caps_after_exec(&w, true, Some(0b11), all).permitted,
+            Some(0b11)
+        );
+        assert_eq!(caps_after_exec(&w, true, None, all).permitted, None);
+        // Non-root keeps only ambient caps that are permitted and inheritable.
+        let w = set(
+            Some(0b111),
+            Some(0b010),
+            Some(0b011),
+            Some(0b011),
+            Some(0b110),
+        );
+        let got = caps_after_exec(&w, false, Some(all), all);
+        assert_eq!(got.ambient, Some(0b010));
+        assert_eq!(got.permitted, Some(0b010));
+        assert_eq!(got.effective, Some(0b010));
+        // Non-root without ambient ends with nothing.
+        let w = set(Some(0b111), None, Some(0b111), Some(0b111), None);
+        let got = caps_after_exec(&w, false, Some(all), all);
+        assert_eq!((got.permitted, got.effective), (Some(0), Some(0)));
+        assert_eq!(got.ambient, None);
     }
 
     #[test]

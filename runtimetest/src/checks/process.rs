@@ -268,23 +268,17 @@ fn check_capabilities(p: &Value, r: &mut Report) {
     let eff = set("effective");
     let amb = set("ambient");
 
-    // Ambient caps only survive when also permitted and inheritable.
-    let amb_kept = amb.map(|a| a & prm.unwrap_or(all) & inh.unwrap_or(0));
     let Some(uid) = cfg::u64_or(p, &["user", "uid"], 0) else {
         return;
     };
-    let (exp_prm, exp_eff) = if uid == 0 {
-        let after = inh.unwrap_or(0) | bnd.unwrap_or(all) | amb_kept.unwrap_or(0);
-        // Without a bounding set in the config we cannot predict the result.
-        if bnd.is_some() {
-            (Some(after), Some(after))
-        } else {
-            (prm, eff)
-        }
-    } else {
-        let after = amb_kept.unwrap_or(0);
-        (prm.map(|_| after), eff.map(|_| after))
+    let want = parse::CapSets {
+        inheritable: inh,
+        permitted: prm,
+        effective: eff,
+        bounding: bnd,
+        ambient: amb,
     };
+    let after = parse::caps_after_exec(&want, uid == 0, have.bounding, all);
 
     let mut cmp = |what: &str, want: Option<u64>, got: Option<u64>| {
         let Some(want) = want else { return };
@@ -310,7 +304,7 @@ fn check_capabilities(p: &Value, r: &mut Report) {
     };
     cmp("bounding", bnd, have.bounding);
     cmp("inheritable", inh, have.inheritable);
-    cmp("ambient", amb_kept, have.ambient);
-    cmp("permitted", exp_prm, have.permitted);
-    cmp("effective", exp_eff, have.effective);
+    cmp("ambient", after.ambient, have.ambient);
+    cmp("permitted", after.permitted, have.permitted);
+    cmp("effective", after.effective, have.effective);
 }
