@@ -123,14 +123,6 @@ impl Bundle {
         Ok(())
     }
 
-    pub fn process(&mut self) -> &mut Value {
-        &mut self.config["process"]
-    }
-
-    pub fn linux(&mut self) -> &mut Value {
-        &mut self.config["linux"]
-    }
-
     pub fn set_args(&mut self, args: &[&str]) {
         self.config["process"]["args"] = json!(args);
     }
