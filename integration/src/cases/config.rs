@@ -446,15 +446,17 @@ fn linux_ns_itype(ctx: &mut Ctx) -> R {
         ("uts", "uts"),
         ("cgroup", "cgroup"),
     ];
-    for (typ, ns) in kinds {
-        let mut checks = vec![ns_check(ns, host::ns_inode("self", ns), false)];
-        checks.push(ns_check("mnt", host::ns_inode("self", "mnt"), false));
-        for (_, other) in kinds.iter().filter(|(t, _)| *t != typ) {
-            checks.push(ns_check(other, host::ns_inode("self", other), true));
-        }
-        let refs: Vec<&str> = checks.iter().map(|s| s.as_str()).collect();
-        ctx.inside(
-            &move |b: &mut Bundle| {
+    // Busybox checks for every type first, then runtimetest for every type,
+    // so a missing/failing runtimetest does not hide namespace bugs.
+    for with_rt in [false, true] {
+        for (typ, ns) in kinds {
+            let mut checks = vec![ns_check(ns, host::ns_inode("self", ns), false)];
+            checks.push(ns_check("mnt", host::ns_inode("self", "mnt"), false));
+            for (_, other) in kinds.iter().filter(|(t, _)| *t != typ) {
+                checks.push(ns_check(other, host::ns_inode("self", other), true));
+            }
+            let refs: Vec<&str> = checks.iter().map(|s| s.as_str()).collect();
+            let setup = move |b: &mut Bundle| {
                 b.set_namespaces(&[(typ, None), ("mount", None)]);
                 if typ != "uts" {
                     if let Some(o) = b.config.as_object_mut() {
@@ -462,14 +464,20 @@ fn linux_ns_itype(ctx: &mut Ctx) -> R {
                     }
                 }
                 Ok(())
-            },
-            &refs,
-            true,
-        )
-        .map_err(|e| match e {
-            Fail::Fail(r) => Fail::Fail(format!("namespace {typ}: {r}")),
-            s => s,
-        })?;
+            };
+            let res = if with_rt {
+                ctx.runtimetest_run(&setup, &[])
+            } else {
+                ctx.inside(&setup, &refs, false)
+            };
+            res.map_err(|e| match e {
+                Fail::Fail(r) if with_rt => Fail::Fail(format!(
+                    "busybox checks passed for all types; namespace {typ}: {r}"
+                )),
+                Fail::Fail(r) => Fail::Fail(format!("namespace {typ}: {r}")),
+                s => s,
+            })?;
+        }
     }
     Ok(())
 }
