@@ -145,7 +145,7 @@ fn process(ctx: &mut Ctx) -> R {
             "[ \"$TERM\" = xterm ]",
             "[ \"$(pwd)\" = /home ]",
             "grep -q 'NoNewPrivs:[[:space:]]*1' /proc/self/status",
-            "grep -q 'CapEff:[[:space:]]*00000000200000420' /proc/self/status || grep -q 'CapEff:[[:space:]]*0000000020000420' /proc/self/status",
+            "grep -q 'CapEff:[[:space:]]*0000000020000420' /proc/self/status",
         ],
         true,
     )
