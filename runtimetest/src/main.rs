@@ -1,1 +1,148 @@
-fn main() {}
+//! runtimetest: runs inside an OCI container and checks, from the inside,
+//! that the runtime applied the config.json it was given.
+
+mod cfg;
+mod checks;
+mod facts;
+mod parse;
+mod report;
+mod sys;
+
+use report::{out, Report};
+use serde_json::Value;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: runtimetest [--config PATH] [check|facts|fds]
+  check   (default) verify the config from inside the container
+  facts   print a JSON object describing this process
+  fds     print the open file descriptor numbers on one line
+options:
+  --config PATH   config to check (default /config.json)";
+
+enum Cmd {
+    Check,
+    Facts,
+    Fds,
+}
+
+struct Cli {
+    cmd: Cmd,
+    config: String,
+}
+
+fn parse_cli(args: &[String]) -> Result<Cli, String> {
+    let mut cmd = None;
+    let mut config = "/config.json".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "-c" => {
+                config = it.next().ok_or("--config needs a path")?.clone();
+            }
+            s if s.starts_with("--config=") => {
+                config = s["--config=".len()..].to_string();
+            }
+            "-h" | "--help" | "help" => return Err(String::new()),
+            "check" | "runtimetest" if cmd.is_none() => cmd = Some(Cmd::Check),
+            "facts" if cmd.is_none() => cmd = Some(Cmd::Facts),
+            "fds" if cmd.is_none() => cmd = Some(Cmd::Fds),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    Ok(Cli {
+        cmd: cmd.unwrap_or(Cmd::Check),
+        config,
+    })
+}
+
+fn load_config(path: &str) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("cannot parse {path}: {e}"))?;
+    if !v.is_object() {
+        return Err(format!("{path}: top level is not a JSON object"));
+    }
+    Ok(v)
+}
+
+fn main() -> ExitCode {
+    // Take the fd list before anything else can open a descriptor.
+    let fds = sys::open_fds();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let cli = match parse_cli(&args) {
+        Ok(c) => c,
+        Err(msg) => {
+            if msg.is_empty() {
+                out(USAGE);
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("runtimetest: {msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.cmd {
+        Cmd::Fds => {
+            let line: Vec<String> = fds.iter().map(i32::to_string).collect();
+            out(&line.join(" "));
+            ExitCode::SUCCESS
+        }
+        Cmd::Facts => {
+            let v = facts::collect(&fds);
+            match serde_json::to_string_pretty(&v) {
+                Ok(s) => {
+                    out(&s);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("runtimetest: cannot encode facts: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Check => {
+            let config = match load_config(&cli.config) {
+                Ok(v) => v,
+                Err(msg) => {
+                    eprintln!("runtimetest: {msg}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut r = Report::default();
+            checks::run_all(&config, &mut r);
+            r.summary();
+            if r.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn cli() {
+        let c = parse_cli(&argv(&[]))
+            .ok()
+            .map(|c| (matches!(c.cmd, Cmd::Check), c.config));
+        assert_eq!(c, Some((true, "/config.json".to_string())));
+        let c = parse_cli(&argv(&["--config", "/x.json", "facts"])).ok();
+        assert!(c.as_ref().is_some_and(|c| matches!(c.cmd, Cmd::Facts)));
+        assert_eq!(c.map(|c| c.config).as_deref(), Some("/x.json"));
+        let c = parse_cli(&argv(&["fds", "--config=/y"])).ok();
+        assert!(c.as_ref().is_some_and(|c| matches!(c.cmd, Cmd::Fds)));
+        assert!(parse_cli(&argv(&["--config"])).is_err());
+        assert!(parse_cli(&argv(&["bogus"])).is_err());
+        assert!(parse_cli(&argv(&["facts", "fds"])).is_err());
+    }
+}

@@ -1,0 +1,415 @@
+//! CLI behaviour beyond runtime-tools' lifecycle areas: run, list,
+//! pause/resume, stdio, exit codes, logging, spec, fd inheritance.
+
+use super::{Case, Ctx, Fail, R};
+use crate::runtime::{one_line, Opts};
+use crate::{bail, ensure};
+use serde_json::Value;
+use std::fs::File;
+use std::time::Duration;
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "cli/run_exit_status",
+            run: run_exit_status,
+        },
+        Case {
+            name: "cli/run_detach",
+            run: run_detach,
+        },
+        Case {
+            name: "cli/run_killed_by_signal",
+            run: run_killed_by_signal,
+        },
+        Case {
+            name: "cli/list",
+            run: list,
+        },
+        Case {
+            name: "cli/pause_resume",
+            run: pause_resume,
+        },
+        Case {
+            name: "cli/stdio",
+            run: stdio,
+        },
+        Case {
+            name: "cli/exit_codes",
+            run: exit_codes,
+        },
+        Case {
+            name: "cli/log_json",
+            run: log_json,
+        },
+        Case {
+            name: "cli/spec",
+            run: spec,
+        },
+        Case {
+            name: "process/fds",
+            run: fds,
+        },
+        Case {
+            name: "process/fds_preserve",
+            run: fds_preserve,
+        },
+    ]
+}
+
+fn run_exit_status(ctx: &mut Ctx) -> R {
+    for code in [0, 3, 42] {
+        let ct = ctx.container(&["sh", "-c", &format!("exit {code}")])?;
+        let o = ct.run_fg();
+        ensure!(
+            o.code == Some(code) && !o.timed_out,
+            "run of `exit {code}`: {} (want exit {code})",
+            o.brief()
+        );
+        ensure!(
+            ct.status().ok().as_deref() != Some("running"),
+            "container still running after run returned"
+        );
+    }
+    Ok(())
+}
+
+fn run_detach(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sleep", "30"])?;
+    ct.b.write()?;
+    let b = ct.b.dir.to_string_lossy().into_owned();
+    let o = ct.rt.exec_opts(
+        &["run", "--detach", "--bundle", &b, &ct.id],
+        Opts {
+            stdout: Some(ct.out.clone()),
+            stderr: Some(ct.err.clone()),
+            timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+    );
+    ensure!(o.success(), "run --detach: {}", o.brief());
+    ensure!(
+        ct.status()? == "running",
+        "status after run --detach is not running"
+    );
+    Ok(())
+}
+
+fn run_killed_by_signal(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sleep", "30"])?;
+    ct.b.write()?;
+    let rt = ct.rt.clone();
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--bundle".into(),
+        ct.b.dir.to_string_lossy().into_owned(),
+        ct.id.clone(),
+    ];
+    let (out, err) = (ct.out.clone(), ct.err.clone());
+    let h = std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        rt.exec_opts(
+            &a,
+            Opts {
+                stdout: Some(out),
+                stderr: Some(err),
+                timeout: Some(Duration::from_secs(15)),
+                ..Default::default()
+            },
+        )
+    });
+    let waited = ct.wait_status("running", 5);
+    let k = ct.kill("KILL");
+    let o = h.join().map_err(|_| "run thread panicked".to_string())?;
+    waited?;
+    ensure!(k.success(), "kill KILL: {}", k.brief());
+    ensure!(
+        o.code == Some(137),
+        "run of SIGKILLed container: {} (want exit 137)",
+        o.brief()
+    );
+    Ok(())
+}
+
+fn list(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sleep", "30"])?;
+    ct.up()?;
+    let o = ctx.rt.exec(&["list", "-q"]);
+    ensure!(o.success(), "list -q: {}", o.brief());
+    ensure!(
+        o.stdout.lines().any(|l| l.trim() == ct.id),
+        "list -q does not show {}: {:?}",
+        ct.id,
+        o.stdout
+    );
+    let o = ctx.rt.exec(&["list", "--format", "json"]);
+    ensure!(o.success(), "list --format json: {}", o.brief());
+    let v: Value = serde_json::from_str(&o.stdout).map_err(|e| {
+        format!(
+            "list --format json is not JSON ({e}): {}",
+            one_line(&o.stdout, 200)
+        )
+    })?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("list json is not an array: {v}"))?;
+    let e = arr
+        .iter()
+        .find(|e| e["id"] == ct.id.as_str())
+        .ok_or_else(|| format!("list json has no entry for {}", ct.id))?;
+    ensure!(
+        e["status"] == "running",
+        "list json status is {} (want running)",
+        e["status"]
+    );
+    ensure!(
+        e["pid"].as_i64().unwrap_or(0) > 0,
+        "list json pid is {}",
+        e["pid"]
+    );
+    Ok(())
+}
+
+fn pause_resume(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sleep", "30"])?;
+    ct.up()?;
+    let o = ctx.rt.exec(&["pause", &ct.id]);
+    ensure!(o.success(), "pause: {}", o.brief());
+    ensure!(
+        ct.status()? == "paused",
+        "status after pause is {:?}",
+        ct.status()
+    );
+    let o = ctx.rt.exec(&["resume", &ct.id]);
+    ensure!(o.success(), "resume: {}", o.brief());
+    ensure!(
+        ct.status()? == "running",
+        "status after resume is {:?}",
+        ct.status()
+    );
+    let o = ctx.rt.exec(&["resume", &ct.id]);
+    ensure!(
+        o.failed(),
+        "resume of a running container: {} (want an error)",
+        o.brief()
+    );
+    Ok(())
+}
+
+fn stdio(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sh", "-c", "cat; echo out-msg; echo err-msg >&2"])?;
+    ct.b.write()?;
+    let inp = ctx.tmp.join("stdin.txt");
+    std::fs::write(&inp, "hello-stdin\n")?;
+    let o = ct.create_raw(
+        &[],
+        Opts {
+            stdin: Some(inp),
+            stdout: Some(ct.out.clone()),
+            stderr: Some(ct.err.clone()),
+            ..Default::default()
+        },
+    );
+    ensure!(o.success(), "create failed: {}", o.brief());
+    let o = ct.start();
+    ensure!(o.success(), "start failed: {}", o.brief());
+    ct.wait_status("stopped", 5)?;
+    let out = ct.stdout_text();
+    let err = ct.stderr_text();
+    ensure!(
+        out.contains("hello-stdin"),
+        "stdin did not reach the container (stdout {out:?})"
+    );
+    ensure!(
+        out.contains("out-msg"),
+        "container stdout missing (got {out:?})"
+    );
+    ensure!(
+        err.contains("err-msg"),
+        "container stderr missing (got {err:?})"
+    );
+    ensure!(!out.contains("err-msg"), "stderr went to stdout");
+    Ok(())
+}
+
+fn exit_codes(ctx: &mut Ctx) -> R {
+    let o = ctx.rt.exec(&["no-such-command"]);
+    ensure!(o.failed(), "unknown command: {} (want non-zero)", o.brief());
+    let unknown = format!("{}-unknown", ctx.base_id);
+    for cmd in ["state", "start", "kill", "delete", "pause", "resume"] {
+        let o = ctx.rt.exec(&[cmd, &unknown]);
+        ensure!(
+            o.failed(),
+            "{cmd} of unknown id: {} (want non-zero)",
+            o.brief()
+        );
+        let lines: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        ensure!(
+            lines.len() == 1,
+            "{cmd} of unknown id: want a one-line reason on stderr, got {:?}",
+            o.stderr
+        );
+    }
+    Ok(())
+}
+
+fn log_json(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&["true"])?;
+    ct.b.config["root"]["path"] = "no-such-rootfs".into();
+    ct.b.write()?;
+    let log = ctx.tmp.join("runtime.log");
+    let b = ct.b.dir.to_string_lossy().into_owned();
+    let o = ct.rt.exec_opts(
+        &["create", "--bundle", &b, &ct.id],
+        Opts {
+            global: vec![
+                "--log".into(),
+                log.to_string_lossy().into_owned(),
+                "--log-format".into(),
+                "json".into(),
+            ],
+            ..Default::default()
+        },
+    );
+    ensure!(
+        o.failed(),
+        "create with missing rootfs: {} (want an error)",
+        o.brief()
+    );
+    ensure!(!o.stderr.trim().is_empty(), "no error on stderr");
+    let text = std::fs::read_to_string(&log).map_err(|e| format!("log file not written: {e}"))?;
+    let mut n = 0;
+    let mut err_level = false;
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(l).map_err(|e| format!("log line is not JSON ({e}): {l}"))?;
+        for k in ["level", "msg", "time"] {
+            ensure!(v[k].is_string(), "log line lacks string {k:?}: {l}");
+        }
+        err_level |= v["level"] == "error" || v["level"] == "fatal";
+        n += 1;
+    }
+    ensure!(n > 0, "log file is empty");
+    ensure!(
+        err_level,
+        "no error-level line in log: {}",
+        one_line(&text, 300)
+    );
+    Ok(())
+}
+
+fn spec(ctx: &mut Ctx) -> R {
+    let dir = ctx.dir("specdir");
+    let d = dir.to_string_lossy().into_owned();
+    let o = ctx.rt.exec(&["spec", "--bundle", &d]);
+    ensure!(o.success(), "spec --bundle: {}", o.brief());
+    let p = dir.join("config.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("config.json not written: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| format!("spec output does not parse: {e}"))?;
+    for k in ["ociVersion", "process", "root", "mounts", "linux"] {
+        ensure!(!v[k].is_null(), "spec config lacks {k}");
+    }
+    ensure!(
+        v["root"]["path"] == "rootfs",
+        "spec root.path is {}",
+        v["root"]["path"]
+    );
+    std::fs::write(&p, "{\"sentinel\": true}")?;
+    let o = ctx.rt.exec(&["spec", "--bundle", &d]);
+    ensure!(
+        o.failed(),
+        "spec over an existing config.json: {} (want an error, like runc)",
+        o.brief()
+    );
+    ensure!(
+        std::fs::read_to_string(&p)?.contains("sentinel"),
+        "spec overwrote an existing config.json"
+    );
+    Ok(())
+}
+
+fn parse_fds(s: &str) -> Vec<i32> {
+    let mut v: Vec<i32> = s
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Run a container, optionally with preserved fds, and return the fds seen
+/// by `sh` itself plus (if available) by `/runtimetest fds`.
+fn seen_fds(ctx: &mut Ctx, preserve: usize) -> Result<Vec<(String, Vec<i32>)>, Fail> {
+    let mut res = Vec::new();
+    let mut argvs: Vec<Vec<&str>> = vec![vec!["sh", "-c", "ls /proc/$$/fd; true"]];
+    // A child `ls` lists the shell's fd table without adding its own dir fd.
+    if ctx.runtimetest.is_file() {
+        argvs.push(vec!["/runtimetest", "fds"]);
+    }
+    for argv in argvs {
+        let ct = ctx.container(&argv)?;
+        ct.b.write()?;
+        let mut extra = Vec::new();
+        for i in 0..preserve {
+            let p = ctx.tmp.join(format!("extra-fd-{i}"));
+            extra.push(File::create(p)?);
+        }
+        let n = preserve.to_string();
+        let args: Vec<&str> = if preserve > 0 {
+            vec!["--preserve-fds", &n]
+        } else {
+            vec![]
+        };
+        let o = ct.create_raw(
+            &args,
+            Opts {
+                stdout: Some(ct.out.clone()),
+                stderr: Some(ct.err.clone()),
+                extra_fds: extra,
+                ..Default::default()
+            },
+        );
+        ensure!(o.success(), "create failed: {}", o.brief());
+        let o = ct.start();
+        ensure!(o.success(), "start failed: {}", o.brief());
+        ct.wait_status("stopped", 5)?;
+        let out = ct.stdout_text();
+        res.push((argv.join(" "), parse_fds(&out)));
+    }
+    Ok(res)
+}
+
+fn fds(ctx: &mut Ctx) -> R {
+    let seen = seen_fds(ctx, 0)?;
+    for (what, v) in &seen {
+        ensure!(
+            *v == vec![0, 1, 2],
+            "`{what}` saw fds {v:?} (want [0, 1, 2])"
+        );
+    }
+    if !ctx.runtimetest.is_file() {
+        bail!(
+            "busybox check passed; runtimetest missing ({})",
+            ctx.runtimetest.display()
+        );
+    }
+    Ok(())
+}
+
+fn fds_preserve(ctx: &mut Ctx) -> R {
+    let seen = seen_fds(ctx, 2)?;
+    for (what, v) in &seen {
+        ensure!(
+            *v == vec![0, 1, 2, 3, 4],
+            "`{what}` with --preserve-fds 2 saw fds {v:?} (want 0-4)"
+        );
+    }
+    if !ctx.runtimetest.is_file() {
+        bail!(
+            "busybox check passed; runtimetest missing ({})",
+            ctx.runtimetest.display()
+        );
+    }
+    Ok(())
+}

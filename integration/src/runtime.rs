@@ -1,0 +1,212 @@
+//! Thin wrapper that drives a runtime through its CLI, always passing
+//! `--root <dir>` as a global flag, capturing stdout/stderr into files and
+//! enforcing a timeout.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Default per-call timeout.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub path: PathBuf,
+    pub root: PathBuf,
+    /// Directory for captured output files.
+    pub scratch: PathBuf,
+    /// Hard deadline for the current case; no call may run past it.
+    pub deadline: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Out {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    pub cmd: String,
+}
+
+impl Out {
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+
+    /// A clean failure: the runtime exited by itself with a non-zero code.
+    pub fn failed(&self) -> bool {
+        !self.timed_out && matches!(self.code, Some(c) if c != 0)
+    }
+
+    pub fn status_text(&self) -> String {
+        if self.timed_out {
+            "timed out".into()
+        } else if let Some(c) = self.code {
+            format!("exit {c}")
+        } else if let Some(s) = self.signal {
+            format!("killed by signal {s}")
+        } else {
+            "did not run".into()
+        }
+    }
+
+    pub fn brief(&self) -> String {
+        let err = one_line(&self.stderr, 300);
+        if err.is_empty() {
+            format!("`{}` -> {}", self.cmd, self.status_text())
+        } else {
+            format!("`{}` -> {}; stderr: {}", self.cmd, self.status_text(), err)
+        }
+    }
+}
+
+pub fn one_line(s: &str, max: usize) -> String {
+    let s: String = s.trim().replace('\n', " | ");
+    if s.chars().count() > max {
+        let t: String = s.chars().take(max).collect();
+        format!("{t}...")
+    } else {
+        s
+    }
+}
+
+#[derive(Default)]
+pub struct Opts {
+    pub stdin: Option<PathBuf>,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+    /// Files that become fds 3, 4, ... in the runtime process.
+    pub extra_fds: Vec<File>,
+    /// Extra global flags placed before the subcommand (e.g. `--log f`).
+    pub global: Vec<String>,
+    pub timeout: Option<Duration>,
+}
+
+impl Runtime {
+    pub fn exec(&self, args: &[&str]) -> Out {
+        self.exec_opts(args, Opts::default())
+    }
+
+    pub fn exec_opts(&self, args: &[&str], opts: Opts) -> Out {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let out_path = opts
+            .stdout
+            .clone()
+            .unwrap_or_else(|| self.scratch.join(format!("rt-{n}.stdout")));
+        let err_path = opts
+            .stderr
+            .clone()
+            .unwrap_or_else(|| self.scratch.join(format!("rt-{n}.stderr")));
+        let mut cmdline = format!("{} --root {}", self.path.display(), self.root.display());
+        for g in &opts.global {
+            cmdline.push(' ');
+            cmdline.push_str(g);
+        }
+        for a in args {
+            cmdline.push(' ');
+            cmdline.push_str(a);
+        }
+        let mut out = Out {
+            code: None,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            timed_out: false,
+            cmd: cmdline,
+        };
+        match self.spawn_wait(args, &opts, &out_path, &err_path) {
+            Ok((status, timed_out)) => {
+                out.code = status.code();
+                out.signal = status.signal();
+                out.timed_out = timed_out;
+            }
+            Err(e) => {
+                out.stderr = format!("failed to execute runtime: {e}");
+                return out;
+            }
+        }
+        out.stdout = read_lossy(&out_path);
+        out.stderr = read_lossy(&err_path);
+        out
+    }
+
+    fn spawn_wait(
+        &self,
+        args: &[&str],
+        opts: &Opts,
+        out_path: &Path,
+        err_path: &Path,
+    ) -> io::Result<(std::process::ExitStatus, bool)> {
+        let mut cmd = Command::new(&self.path);
+        cmd.arg("--root").arg(&self.root);
+        cmd.args(&opts.global).args(args);
+        match &opts.stdin {
+            Some(p) => cmd.stdin(File::open(p)?),
+            None => cmd.stdin(Stdio::null()),
+        };
+        cmd.stdout(File::create(out_path)?);
+        cmd.stderr(File::create(err_path)?);
+        cmd.process_group(0);
+        // Move the extra fds out of the low range first so dup2 onto 3, 4, ...
+        // never collides with a source fd (and always clears CLOEXEC).
+        let mut high = Vec::new();
+        for f in &opts.extra_fds {
+            let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            high.push(fd);
+        }
+        if !high.is_empty() {
+            let targets = high.clone();
+            unsafe {
+                cmd.pre_exec(move || {
+                    for (i, fd) in targets.iter().enumerate() {
+                        if libc::dup2(*fd, 3 + i as i32) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let spawned = cmd.spawn();
+        for fd in &high {
+            unsafe { libc::close(*fd) };
+        }
+        let mut child = spawned?;
+        let now = Instant::now();
+        let timeout = opts
+            .timeout
+            .unwrap_or(CALL_TIMEOUT)
+            .min(self.deadline.saturating_duration_since(now));
+        let mut sleep = Duration::from_millis(2);
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok((st, false));
+            }
+            if now.elapsed() >= timeout {
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.kill();
+                let st = child.wait()?;
+                return Ok((st, true));
+            }
+            std::thread::sleep(sleep);
+            sleep = (sleep * 2).min(Duration::from_millis(25));
+        }
+    }
+}
+
+pub fn read_lossy(p: &Path) -> String {
+    std::fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
