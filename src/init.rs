@@ -182,6 +182,8 @@ fn init_steps(ctx: &InitContext) -> Result<Program> {
     {
         rootfs::remount_readonly(Path::new("/"))?;
     }
+    // Last of the mount work: an unbindable "/" would refuse the binds above.
+    rootfs::apply_root_propagation(spec)?;
     if let Some(sock) = ctx.console {
         console::setup(sock, process.console_size().as_ref())?;
     }

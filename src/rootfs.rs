@@ -250,17 +250,18 @@ pub fn propagation_flags(name: &str) -> Result<MsFlags> {
 }
 
 /// Step 1: root propagation and the rootfs bind, so later mounts never reach the host.
+///
+/// "/" becomes rslave (or rshared/rprivate when asked) for the setup; the configured mode is
+/// applied to the new root after pivot_root (see `apply_root_propagation`), because an
+/// unbindable "/" could not be bound and pivot_root refuses a shared new root.
 pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
-    let prop = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().clone());
-    let flags = match prop.as_deref() {
-        Some(p) if !p.is_empty() => propagation_flags(p)? | MsFlags::MS_REC,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    let mode = root_propagation(spec)?;
+    let setup = if mode.contains(MsFlags::MS_PRIVATE) {
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
     };
-    mnt(None, Path::new("/"), None, flags, None)?;
-    make_parent_mount_private(rootfs)?;
+    mnt(None, Path::new("/"), None, setup, None)?;
     mnt(
         Some(rootfs),
         rootfs,
@@ -270,32 +271,24 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
     )
 }
 
-/// pivot_root refuses a new root whose parent mount is shared.
-fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("read mountinfo", "/proc/self/mountinfo", e))?;
-    let mut best: Option<(PathBuf, bool)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(mp) = fields.get(4) else { continue };
-        let mp = PathBuf::from(unescape_mountinfo(mp));
-        if rootfs.starts_with(&mp)
-            && best
-                .as_ref()
-                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
-        {
-            let shared = fields
-                .iter()
-                .skip(6)
-                .take_while(|f| **f != "-")
-                .any(|f| f.starts_with("shared:"));
-            best = Some((mp, shared));
-        }
+fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    match prop.as_deref() {
+        Some(p) if !p.is_empty() => Ok(propagation_flags(p)? | MsFlags::MS_REC),
+        _ => Ok(MsFlags::empty()),
     }
-    if let Some((mp, true)) = best {
-        mnt(None, &mp, None, MsFlags::MS_PRIVATE, None)?;
+}
+
+/// After pivot_root: the configured rootfsPropagation for the container's "/".
+pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
+    let mode = root_propagation(spec)?;
+    if mode.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    mnt(None, Path::new("/"), None, mode, None)
 }
 
 fn unescape_mountinfo(s: &str) -> String {

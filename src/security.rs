@@ -135,7 +135,8 @@ pub fn finalize_identity(process: &Process) -> Result<()> {
             .map_err(|e| Error::Other(format!("clear ambient capabilities: {e}")))?;
         for cap in cap_set(c.ambient(), last_cap) {
             if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-                logging::warn(&format!("process.capabilities.ambient: {cap}: {e}"));
+                // The kernel only allows ambient caps that are permitted and inheritable.
+                logging::debug(&format!("process.capabilities.ambient: {cap}: {e}"));
             }
         }
     }

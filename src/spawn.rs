@@ -50,6 +50,8 @@ pub struct Spawned {
 struct Undo<'a> {
     pids: Vec<i32>,
     cgroup: Option<(&'a Path, usize)>,
+    /// Poststop hooks and the state they get: a failed create still ends at step 12.
+    poststop: Option<(&'a Spec, String)>,
 }
 
 impl Undo<'_> {
@@ -63,6 +65,11 @@ impl Undo<'_> {
         if let Some((path, depth)) = self.cgroup {
             if let Err(e) = cgroups::remove(path, depth) {
                 logging::warn(&format!("cleanup after failed create: {e}"));
+            }
+        }
+        if let Some((spec, state)) = self.poststop {
+            if let Err(e) = hooks::run_all(Kind::Poststop, spec.hooks().as_ref(), &state) {
+                logging::warn(&e.to_string());
             }
         }
     }
@@ -107,6 +114,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
     let mut undo = Undo {
         pids: Vec::new(),
         cgroup: None,
+        poststop: None,
     };
     let result = spawn_inner(
         req,
@@ -137,7 +145,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
 #[allow(clippy::too_many_arguments)]
 fn spawn_inner<'a>(
     req: &'a SpawnRequest,
-    spec: &Spec,
+    spec: &'a Spec,
     plan: &NsPlan,
     console: Option<UnixStream>,
     fifo: OwnedFd,
@@ -198,6 +206,12 @@ fn spawn_inner<'a>(
     state.pid = init_pid;
     state.status = Status::Creating;
     let state_json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
+    let mut stopped = state.clone();
+    stopped.status = Status::Stopped;
+    undo.poststop = Some((
+        spec,
+        serde_json::to_string(&stopped).map_err(|e| Error::Other(e.to_string()))?,
+    ));
     parent_chan.send(&Msg::Go {
         state: state_json.clone(),
     })?;

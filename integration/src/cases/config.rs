@@ -4,7 +4,7 @@
 
 use super::{no_setup, Case, Ctx, Fail, R};
 use crate::bundle::Bundle;
-use crate::{ensure, host};
+use crate::{bail, ensure, host};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -529,7 +529,27 @@ fn prop_shared(ctx: &mut Ctx) -> R {
     propagation(ctx, "shared", "*shared:*")
 }
 
+/// A slave "/" has a master only if the host's mount holding the rootfs is shared, as on a
+/// systemd host. This host's "/" is private, so the case makes the bundle's directory a shared
+/// mount first (and undoes it at cleanup).
 fn prop_slave(ctx: &mut Ctx) -> R {
+    let dir = ctx.dir("");
+    let d = dir.to_string_lossy().into_owned();
+    let sh = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !(sh(&["--bind", &d, &d]) && sh(&["--make-shared", &d])) {
+        bail!("could not make {d} a shared mount");
+    }
+    ctx.on_cleanup(move || {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", &d])
+            .status();
+    });
     propagation(ctx, "slave", "*master:*")
 }
 

@@ -1,0 +1,65 @@
+# berth: build, demo and test. `make test` and `make demo` do all set-up on Debian 12 as root.
+
+CARGO ?= cargo
+TARGET_TRIPLE := x86_64-unknown-linux-gnu
+BERTH := target/release/berth
+RUNTIMETEST := target/$(TARGET_TRIPLE)/release/runtimetest
+INTEGRATION := target/release/integration
+DEMO_BUNDLE := demo-bundle
+
+.PHONY: all build runtimetest integration-bin deps test unit integration compare lint demo clean
+
+all: build
+
+build:
+	$(CARGO) build --release -p berth
+
+# Static, so it runs in any rootfs.
+runtimetest:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p runtimetest --target $(TARGET_TRIPLE)
+
+integration-bin:
+	$(CARGO) build --release -p integration
+
+# Debian packages the tests need: busybox for bundles, runc as the reference runtime, iproute2
+# for network namespaces.
+deps:
+	@missing=""; \
+	for p in busybox-static runc iproute2; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+unit:
+	$(CARGO) test --workspace
+
+integration: build runtimetest integration-bin
+	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST)
+
+# Every case that passes on runc must pass on berth.
+compare: build runtimetest integration-bin
+	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --compare $$(command -v runc)
+
+test: deps unit integration compare
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+demo: deps build
+	@rm -rf $(DEMO_BUNDLE) && mkdir -p $(DEMO_BUNDLE)/rootfs/bin $(DEMO_BUNDLE)/rootfs/proc \
+		$(DEMO_BUNDLE)/rootfs/sys $(DEMO_BUNDLE)/rootfs/dev $(DEMO_BUNDLE)/rootfs/etc $(DEMO_BUNDLE)/rootfs/tmp
+	@cp /bin/busybox $(DEMO_BUNDLE)/rootfs/bin/busybox
+	@for c in sh hostname cat echo mount head ps ls; do ln -sf busybox $(DEMO_BUNDLE)/rootfs/bin/$$c; done
+	@$(BERTH) spec --bundle $(DEMO_BUNDLE)
+	@sed -i -e 's/"terminal": true/"terminal": false/' \
+		-e 's|"sh"$$|"sh", "-c", "echo hostname: $$(hostname); echo pid: $$$$; echo mounts:; cat /proc/self/mounts; echo cgroup:; cat /proc/self/cgroup"|' \
+		$(DEMO_BUNDLE)/config.json
+	$(BERTH) run --bundle $(DEMO_BUNDLE) berth-demo-$$$$
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DEMO_BUNDLE)
