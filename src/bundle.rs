@@ -94,6 +94,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
+    if linux.seccomp().is_some() {
+        // Running without the filter the config asks for would silently weaken the container.
+        return Err(Error::config(
+            "linux.seccomp",
+            "seccomp filters are not supported by this version of berth",
+        ));
+    }
     let nss = linux.namespaces().as_deref().unwrap_or_default();
     let mut seen = HashSet::new();
     for ns in nss {
