@@ -123,6 +123,8 @@ pub fn run(ctx: &InitContext) -> ! {
 }
 
 struct Program {
+    /// The state JSON startContainer hooks get on stdin.
+    state: String,
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -195,7 +197,15 @@ fn init_steps(ctx: &InitContext) -> Result<Program> {
         std::fs::create_dir_all(cwd).map_err(|e| Error::io("process.cwd", cwd, e))?;
     }
     chdir(cwd).with_step(|| format!("process.cwd: chdir {}", cwd.display()))?;
-    let program = resolve_program(process)?;
+    let mut program = resolve_program(process)?;
+    // startContainer hooks run once the process is about to run: they see it as running.
+    program.state = match serde_json::from_str::<crate::state::OciState>(&state) {
+        Ok(mut st) => {
+            st.status = crate::state::Status::Running;
+            serde_json::to_string(&st).unwrap_or(state)
+        }
+        Err(_) => state,
+    };
     security::finalize_identity(process)?;
     // Checked after the switch: the user must be able to enter its own cwd.
     chdir(cwd).with_step(|| format!("process.cwd: chdir {} as the process user", cwd.display()))?;
@@ -265,7 +275,11 @@ fn wait_for_start(ctx: &InitContext) {
 }
 
 fn exec_process(ctx: &InitContext, program: &Program) -> ! {
-    if let Err(e) = hooks::run_all(Kind::StartContainer, ctx.spec.hooks().as_ref(), "") {
+    if let Err(e) = hooks::run_all(
+        Kind::StartContainer,
+        ctx.spec.hooks().as_ref(),
+        &program.state,
+    ) {
         eprintln!("berth: {e}");
         exit_now(1);
     }
@@ -314,6 +328,7 @@ fn resolve_program(process: &oci_spec::runtime::Process) -> Result<Program> {
     let cstr =
         |s: &[u8]| CString::new(s).map_err(|_| Error::config("process", "contains a NUL byte"));
     Ok(Program {
+        state: String::new(),
         path: cstr(path.as_os_str().as_bytes())?,
         argv: args
             .iter()

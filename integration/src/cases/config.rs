@@ -24,6 +24,10 @@ pub fn cases() -> Vec<Case> {
             run: process,
         },
         Case {
+            name: "config/linux_cgroups_limits",
+            run: cgroups_limits,
+        },
+        Case {
             name: "config/process_user",
             run: process_user,
         },
@@ -200,6 +204,26 @@ fn process_oom_score_adj(ctx: &mut Ctx) -> R {
         )?;
     }
     Ok(())
+}
+
+/// memory, pids and cpu limits reach the container's cgroup (runtime-tools linux_cgroups_*),
+/// read back through the container's own /sys/fs/cgroup on v1 or v2.
+fn cgroups_limits(ctx: &mut Ctx) -> R {
+    ctx.inside(
+        &|b: &mut Bundle| {
+            b.config["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+            b.config["linux"]["resources"]["pids"] = json!({"limit": 100});
+            b.config["linux"]["resources"]["cpu"] =
+                json!({"shares": 512, "quota": 50000, "period": 100000});
+            Ok(())
+        },
+        &[
+            "c=/sys/fs/cgroup; if [ -d $c/memory ]; then [ \"$(cat $c/memory/memory.limit_in_bytes)\" = 67108864 ]; else [ \"$(cat $c/memory.max)\" = 67108864 ]; fi",
+            "c=/sys/fs/cgroup; if [ -d $c/pids ]; then [ \"$(cat $c/pids/pids.max)\" = 100 ]; else [ \"$(cat $c/pids.max)\" = 100 ]; fi",
+            "c=/sys/fs/cgroup; if [ -d $c/cpu ]; then [ \"$(cat $c/cpu/cpu.shares)\" = 512 ] && [ \"$(cat $c/cpu/cpu.cfs_quota_us)\" = 50000 ]; else [ \"$(cat $c/cpu.max)\" = '50000 100000' ]; fi",
+        ],
+        true,
+    )
 }
 
 fn mounts(ctx: &mut Ctx) -> R {
