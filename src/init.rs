@@ -34,6 +34,8 @@ pub struct InitContext<'a> {
     pub in_userns: bool,
     pub new_cgroup_ns: bool,
     pub lock_fd: i32,
+    /// Name of the session keyring to create, unless --no-new-keyring.
+    pub keyring: Option<&'a str>,
 }
 
 fn exit_now(code: i32) -> ! {
@@ -144,6 +146,9 @@ fn init_steps(ctx: &InitContext) -> Result<Program> {
         Msg::Go { state } => state,
         _ => unreachable_msg()?,
     };
+    if let Some(name) = ctx.keyring {
+        join_session_keyring(name)?;
+    }
     if ctx.new_cgroup_ns {
         unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")?;
     }
@@ -215,6 +220,28 @@ fn init_steps(ctx: &InitContext) -> Result<Program> {
     install_exit_handlers();
     ctx.chan.send(&Msg::Ready)?;
     Ok(program)
+}
+
+/// A fresh session keyring, so the container cannot see the caller's keys.
+fn join_session_keyring(name: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    let cname = CString::new(name).map_err(|_| Error::Other("keyring name has a NUL".into()))?;
+    // SAFETY: the keyctl operation reads one C string that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            cname.as_ptr(),
+        )
+    };
+    if r < 0 {
+        let err = nix::Error::last();
+        // Kernels without keyrings, or policies that forbid them, are not the container's fault.
+        if err != nix::Error::ENOSYS && err != nix::Error::EACCES && err != nix::Error::EPERM {
+            return Err(Error::sys("create session keyring", err));
+        }
+    }
+    Ok(())
 }
 
 fn unreachable_msg<T>() -> Result<T> {

@@ -29,6 +29,7 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    pub no_new_keyring: bool,
 }
 
 /// `create`: returns the init's pid once it waits on the exec fifo.
@@ -79,6 +80,8 @@ fn create_in(
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         lock_fd: dir.lock_fd(),
+        no_new_keyring: opts.no_new_keyring,
+        keyring_name: format!("_ses.{id}"),
         state: oci.clone(),
     })?;
     let mut oci = oci;

@@ -33,6 +33,8 @@ pub struct SpawnRequest<'a> {
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+    pub keyring_name: String,
     /// The state dir's lock, which the children must not keep.
     pub lock_fd: i32,
     /// The state as hooks will see it (pid filled in here).
@@ -163,6 +165,7 @@ fn spawn_inner<'a>(
         preserve_fds: req.preserve_fds,
         in_userns: plan.new_user || plan.join_user,
         lock_fd: req.lock_fd,
+        keyring: (!req.no_new_keyring).then_some(req.keyring_name.as_str()),
         new_cgroup_ns: plan.new_cgroup,
     };
     let init_pid = if plan.single_clone() {
