@@ -131,6 +131,31 @@ impl Channel {
         Ok(Some((msg, fds)))
     }
 
+    /// Receives one packet of any content and returns the first fd it carried (the console
+    /// socket protocol: a name plus the pty master).
+    pub fn recv_raw_fd(&self) -> Result<Option<OwnedFd>> {
+        let mut buf = [0u8; 4096];
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let m = recvmsg::<()>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::Protocol(format!("receive: {e}")))?;
+        let mut fds = Vec::new();
+        if let Ok(cmsgs) = m.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(raw) = c {
+                    // SAFETY: the kernel just installed these fds for us.
+                    fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                }
+            }
+        }
+        Ok(fds.into_iter().next())
+    }
+
     /// Receives the message `want` names; a child's Error becomes this side's error, EOF means
     /// the child died.
     pub fn expect(&self, want: &'static str) -> Result<Msg> {

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill as send_signal, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::{kill as send_signal, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::bundle;
@@ -23,6 +23,7 @@ pub struct Context {
     pub systemd_cgroup: bool,
 }
 
+#[derive(Clone)]
 pub struct CreateOptions {
     pub bundle: PathBuf,
     pub console_socket: Option<PathBuf>,
@@ -36,6 +37,15 @@ pub struct CreateOptions {
 pub fn create(ctx: &Context, id: &str, opts: &CreateOptions) -> Result<i32> {
     state::validate_id(id)?;
     let bundle = bundle::load(&opts.bundle)?;
+    create_from(ctx, id, opts, &bundle)
+}
+
+fn create_from(
+    ctx: &Context,
+    id: &str,
+    opts: &CreateOptions,
+    bundle: &bundle::Bundle,
+) -> Result<i32> {
     let linux = bundle.spec.linux().as_ref();
     let cgroup_path = cgroups::resolve_path(
         linux.and_then(|l| l.cgroups_path().as_deref()),
@@ -43,7 +53,7 @@ pub fn create(ctx: &Context, id: &str, opts: &CreateOptions) -> Result<i32> {
         ctx.systemd_cgroup,
     )?;
     let dir = StateDir::claim(&ctx.root, id)?;
-    let result = create_in(ctx, id, opts, &bundle, &dir, &cgroup_path);
+    let result = create_in(ctx, id, opts, bundle, &dir, &cgroup_path);
     if result.is_err() {
         if let Err(e) = dir.remove() {
             logging::warn(&format!("cleanup after failed create: {e}"));
@@ -333,21 +343,39 @@ pub fn list(ctx: &Context) -> Result<Vec<OciState>> {
 /// `run`: create and start; unless `detach`, wait for the container, forwarding signals, and
 /// return its exit status (128+signal when killed), then delete it unless `keep`.
 pub fn run(ctx: &Context, id: &str, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
-    // Block the forwarded signals first, so none is lost between start and the wait loop.
-    let mut forwarded = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCHLD,
-    ] {
-        forwarded.add(s);
+    state::validate_id(id)?;
+    let bundle = bundle::load(&opts.bundle)?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    // A foreground run with a terminal and no console socket proxies the pty itself.
+    let own_console = if terminal && opts.console_socket.is_none() && !detach {
+        Some(crate::foreground::OwnConsole::new(id)?)
+    } else {
+        None
+    };
+    let mut opts_here = opts.clone();
+    if let Some(c) = &own_console {
+        opts_here.console_socket = Some(c.path.clone());
     }
-    let pid = create(ctx, id, opts)?;
+    // Block the forwarded signals first, so none is lost between start and the wait.
+    let forwarded = crate::foreground::forwarded_signals();
+    if !detach {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+            .map_err(|e| Error::sys("block signals", e))?;
+    }
+    let pid = create_from(ctx, id, &opts_here, &bundle)?;
+    let master = match own_console.as_ref().map(|c| c.receive_master()).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = delete(ctx, id, true);
+            return Err(e);
+        }
+    };
+    drop(own_console);
     if let Err(e) = start(ctx, id) {
         let _ = delete(ctx, id, true);
         return Err(e);
@@ -355,39 +383,11 @@ pub fn run(ctx: &Context, id: &str, opts: &CreateOptions, detach: bool, keep: bo
     if detach {
         return Ok(0);
     }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
-        .map_err(|e| Error::sys("block signals", e))?;
-    let code = loop {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-            Ok(_) => {}
-            Err(nix::Error::ECHILD) => break wait_foreign(ctx, id),
-            Err(e) => return Err(Error::sys("wait for container", e)),
-        }
-        match forwarded.wait() {
-            Ok(Signal::SIGCHLD) => {}
-            Ok(sig) => {
-                let _ = send_signal(Pid::from_raw(pid), sig);
-            }
-            Err(_) => {}
-        }
-    };
+    let code = crate::foreground::wait(pid, master)?;
     if !keep {
         delete(ctx, id, true)?;
     }
     Ok(code)
-}
-
-/// The init is not our child (should not happen): poll until it is gone.
-fn wait_foreign(ctx: &Context, id: &str) -> i32 {
-    while let Ok(s) = state(ctx, id) {
-        if s.status == Status::Stopped {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    0
 }
 
 /// `spec`: writes a default config.json, refusing to overwrite one.
