@@ -15,6 +15,10 @@ pub fn cases() -> Vec<Case> {
             run: run_exit_status,
         },
         Case {
+            name: "cli/run_terminal",
+            run: run_terminal,
+        },
+        Case {
             name: "cli/run_detach",
             run: run_detach,
         },
@@ -71,6 +75,25 @@ fn run_exit_status(ctx: &mut Ctx) -> R {
             "container still running after run returned"
         );
     }
+    Ok(())
+}
+
+/// `run` with process.terminal and no --console-socket: the runtime proxies a pty, so the
+/// process sees a terminal on stdin and stdout and its output reaches the caller.
+fn run_terminal(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok; exit 7"])?;
+    ct.b.config["process"]["terminal"] = serde_json::json!(true);
+    let o = ct.run_fg();
+    let out = std::fs::read_to_string(&ct.out).unwrap_or_default();
+    ensure!(
+        o.code == Some(7) && !o.timed_out,
+        "run with a terminal: {} (want exit 7)",
+        o.brief()
+    );
+    ensure!(
+        out.contains("tty-ok") || o.stdout.contains("tty-ok"),
+        "the process did not see a terminal or its output was lost: {out:?}"
+    );
     Ok(())
 }
 
