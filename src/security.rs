@@ -64,16 +64,17 @@ pub fn set_oom_score_adj(value: i32) -> Result<()> {
 
 /// Parses the config's capability names into the caps crate's type; names the kernel does not
 /// know are dropped with a warning, as the spec asks.
-fn cap_set(names: &Option<Capabilities>, last_cap: u8) -> CapsHashSet {
+fn cap_set(names: &Option<Capabilities>, available: &CapsHashSet) -> CapsHashSet {
     let mut out = HashSet::new();
     for c in names.iter().flatten() {
         let name = format!("CAP_{c}");
         match Cap::from_str(&name) {
-            Ok(cap) if cap.index() <= last_cap => {
+            Ok(cap) if available.contains(&cap) => {
                 out.insert(cap);
             }
             _ => logging::warn(&format!(
-                "process.capabilities: {name} is not supported by this kernel; ignored"
+                "process.capabilities: {name} cannot be granted here (unknown to the kernel or \
+                 outside berth's own permitted set); ignored"
             )),
         }
     }
@@ -83,14 +84,13 @@ fn cap_set(names: &Option<Capabilities>, last_cap: u8) -> CapsHashSet {
 /// Switches to the process's user and leaves exactly the configured capabilities.
 pub fn finalize_identity(process: &Process) -> Result<()> {
     let user = process.user();
-    let last_cap = caps::runtime::procfs_all_supported(None)
-        .map(|all| all.iter().map(|c| c.index()).max().unwrap_or(40))
-        .unwrap_or(40);
+    // What berth itself holds is all it can hand on (e.g. a VM without CAP_SYS_RESOURCE).
+    let available = caps::read(None, CapSet::Permitted).unwrap_or_default();
     let wanted = process.capabilities().as_ref();
     if let Some(c) = wanted {
-        let bounding = cap_set(c.bounding(), last_cap);
+        let bounding = cap_set(c.bounding(), &available);
         for cap in caps::all() {
-            if cap.index() <= last_cap && !bounding.contains(&cap) {
+            if available.contains(&cap) && !bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|e| Error::Other(format!("drop {cap} from the bounding set: {e}")))?;
             }
@@ -122,7 +122,7 @@ pub fn finalize_identity(process: &Process) -> Result<()> {
     nix::sys::prctl::set_keepcaps(false).step("clear keep-capabilities")?;
     if let Some(c) = wanted {
         let set = |which: CapSet, names: &Option<Capabilities>| -> Result<()> {
-            caps::set(None, which, &cap_set(names, last_cap))
+            caps::set(None, which, &cap_set(names, &available))
                 .map_err(|e| Error::Other(format!("process.capabilities: set {which:?}: {e}")))
         };
         // Shrink in an order the kernel accepts at each step: effective must stay within
@@ -133,7 +133,7 @@ pub fn finalize_identity(process: &Process) -> Result<()> {
         // Ambient capabilities must also be permitted and inheritable; the kernel refuses others.
         caps::clear(None, CapSet::Ambient)
             .map_err(|e| Error::Other(format!("clear ambient capabilities: {e}")))?;
-        for cap in cap_set(c.ambient(), last_cap) {
+        for cap in cap_set(c.ambient(), &available) {
             if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
                 // The kernel only allows ambient caps that are permitted and inheritable.
                 logging::debug(&format!("process.capabilities.ambient: {cap}: {e}"));

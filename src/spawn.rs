@@ -207,7 +207,8 @@ fn spawn_inner<'a>(
 
     let mut state = req.state.clone();
     state.pid = init_pid;
-    state.status = Status::Creating;
+    // Hooks see "created", as runc's do and the runtime-tools suite expects.
+    state.status = Status::Created;
     let state_json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
     let mut stopped = state.clone();
     stopped.status = Status::Stopped;
@@ -300,6 +301,8 @@ fn resources_with_devices(spec: &Spec) -> LinuxResources {
         for d in devices {
             let typ = match d.typ() {
                 LinuxDeviceType::U => LinuxDeviceType::C,
+                // The devices cgroup only knows char and block rules; a fifo needs none.
+                LinuxDeviceType::P => continue,
                 t => t,
             };
             let mut rule = LinuxDeviceCgroup::default();
