@@ -46,11 +46,17 @@ impl Kind {
     }
 }
 
-/// Runs every hook of `kind` in order; the first failure stops the rest.
+/// Runs every hook of `kind` in order; the first failure stops the rest, except for poststop
+/// hooks, whose failures are warnings.
 pub fn run_all(kind: Kind, hooks: Option<&oci_spec::runtime::Hooks>, state: &str) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
     for hook in kind.of(hooks) {
-        run(kind, &hook, state)?;
+        match run(kind, &hook, state) {
+            Ok(()) => {}
+            // A failing poststop hook is a warning; the remaining ones still run.
+            Err(e) if matches!(kind, Kind::Poststop) => crate::logging::warn(&e.to_string()),
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
