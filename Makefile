@@ -32,6 +32,13 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# Podman's default seccomp profile (Docker's, as Debian ships it), unpacked, not installed.
+	@if [ ! -f target/containers-common/usr/share/containers/seccomp.json ]; then \
+		mkdir -p target/containers-common && cd target/containers-common && \
+		{ apt-get download golang-github-containers-common >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get download golang-github-containers-common; }; } && \
+		dpkg -x golang-github-containers-common_*.deb . ; \
+	fi
 
 unit:
 	$(CARGO) test --workspace

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
-use crate::namespaces;
+use crate::{namespaces, seccomp};
 
 pub struct Bundle {
     /// Absolute bundle directory.
@@ -17,6 +17,8 @@ pub struct Bundle {
     /// Absolute rootfs directory.
     pub rootfs: PathBuf,
     pub spec: Spec,
+    /// `linux.seccomp`, compiled: a bad profile fails here, before anything exists.
+    pub seccomp: Option<seccomp::Filter>,
 }
 
 pub fn load(dir: &Path) -> Result<Bundle> {
@@ -40,7 +42,18 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         ));
     }
     validate(&spec)?;
-    Ok(Bundle { dir, rootfs, spec })
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()?;
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        seccomp,
+    })
 }
 
 /// The MUST rules of config.md / config-linux.md that berth can check up front.
@@ -94,12 +107,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
-    if linux.seccomp().is_some() {
-        // Temporary: seccomp arrives with the security issue. Said loudly, never silently.
-        crate::logging::warn(
-            "linux.seccomp: seccomp filters are not implemented yet; the container runs without one",
-        );
-    }
     let nss = linux.namespaces().as_deref().unwrap_or_default();
     let mut seen = HashSet::new();
     for ns in nss {

@@ -9,6 +9,8 @@
 //! P -> I  Go{state}              I is in its cgroup; state is the JSON handed to hooks
 //! I -> P  HooksPlease            mounts done: P runs prestart and createRuntime hooks
 //! P -> I  HooksDone
+//! I -> P  SeccompFd + fd         I loaded a notifying seccomp filter: P hands the fd to the agent
+//! P -> I  SeccompDone
 //! I -> P  Ready                  everything but execve is done; I waits on the exec fifo
 //! S|I -> P Error{step, text}     a step failed; the sender exits
 //! ```
@@ -34,6 +36,8 @@ pub enum Msg {
     Go { state: String },
     HooksPlease,
     HooksDone,
+    SeccompFd,
+    SeccompDone,
     Ready,
     Error { step: String, text: String },
 }
@@ -47,6 +51,8 @@ impl Msg {
             Msg::Go { .. } => "Go",
             Msg::HooksPlease => "HooksPlease",
             Msg::HooksDone => "HooksDone",
+            Msg::SeccompFd => "SeccompFd",
+            Msg::SeccompDone => "SeccompDone",
             Msg::Ready => "Ready",
             Msg::Error { .. } => "Error",
         }
@@ -159,14 +165,21 @@ impl Channel {
     /// Receives the message `want` names; a child's Error becomes this side's error, EOF means
     /// the child died.
     pub fn expect(&self, want: &'static str) -> Result<Msg> {
+        self.expect_one_of(&[want]).map(|(m, _)| m)
+    }
+
+    /// Like `expect`, for a step where any of `wants` may come; returns the fds it carried.
+    pub fn expect_one_of(&self, wants: &[&'static str]) -> Result<(Msg, Vec<OwnedFd>)> {
         match self.recv()? {
             None => Err(Error::Child(format!(
-                "container process exited before sending {want}"
+                "container process exited before sending {}",
+                wants.join(" or ")
             ))),
             Some((Msg::Error { step, text }, _)) => Err(Error::Child(format!("{step}: {text}"))),
-            Some((m, _)) if m.name() == want => Ok(m),
+            Some((m, fds)) if wants.contains(&m.name()) => Ok((m, fds)),
             Some((m, _)) => Err(Error::Protocol(format!(
-                "expected {want}, received {}",
+                "expected {}, received {}",
+                wants.join(" or "),
                 m.name()
             ))),
         }

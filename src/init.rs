@@ -21,6 +21,7 @@ use crate::channel::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::hooks::{self, Kind};
 use crate::namespaces::NsPlan;
+use crate::seccomp::Filter;
 use crate::{console, rootfs, security, sys};
 
 pub struct InitContext<'a> {
@@ -36,6 +37,8 @@ pub struct InitContext<'a> {
     pub lock_fd: i32,
     /// Name of the session keyring to create, unless --no-new-keyring.
     pub keyring: Option<&'a str>,
+    /// The compiled `linux.seccomp` profile.
+    pub seccomp: Option<&'a Filter>,
 }
 
 fn exit_now(code: i32) -> ! {
@@ -124,15 +127,17 @@ pub fn run(ctx: &InitContext) -> ! {
     exec_process(ctx, &program)
 }
 
-struct Program {
+struct Program<'a> {
     /// The state JSON startContainer hooks get on stdin.
     state: String,
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// The seccomp filter still to load, right before execve.
+    seccomp_late: Option<&'a Filter>,
 }
 
-fn init_steps(ctx: &InitContext) -> Result<Program> {
+fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     let spec = ctx.spec;
     let process = spec
         .process()
@@ -211,15 +216,39 @@ fn init_steps(ctx: &InitContext) -> Result<Program> {
         }
         Err(_) => state,
     };
+    // Seccomp as late as possible, so berth's own remaining calls are not filtered. Without
+    // no_new_privs only a CAP_SYS_ADMIN holder may load a filter: before the user switch. With
+    // it: just before execve, unless an agent must get the listener fd during create.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let (seccomp_now, seccomp_late) = match ctx.seccomp {
+        Some(f) if nnp && !f.notifies() => (None, Some(f)),
+        other => (other, None),
+    };
+    if let Some(f) = seccomp_now.filter(|_| !nnp) {
+        load_seccomp(ctx, f)?;
+    }
     security::finalize_identity(process)?;
     // Checked after the switch: the user must be able to enter its own cwd.
     chdir(cwd).with_step(|| format!("process.cwd: chdir {} as the process user", cwd.display()))?;
     security::set_umask(process);
     security::set_no_new_privileges(process)?;
+    if let Some(f) = seccomp_now.filter(|_| nnp) {
+        load_seccomp(ctx, f)?;
+    }
+    program.seccomp_late = seccomp_late;
     let _ = nix::sys::prctl::set_pdeathsig(None);
     install_exit_handlers();
     ctx.chan.send(&Msg::Ready)?;
     Ok(program)
+}
+
+/// Loads the filter; a listener fd goes to the parent, which hands it to the seccomp agent.
+fn load_seccomp(ctx: &InitContext, filter: &Filter) -> Result<()> {
+    if let Some(fd) = filter.load()? {
+        ctx.chan.send_with_fds(&Msg::SeccompFd, &[fd.as_raw_fd()])?;
+        ctx.chan.expect("SeccompDone")?;
+    }
+    Ok(())
 }
 
 /// A fresh session keyring, so the container cannot see the caller's keys.
@@ -316,6 +345,12 @@ fn exec_process(ctx: &InitContext, program: &Program) -> ! {
         Some(&SigSet::empty()),
         None,
     );
+    if let Some(f) = program.seccomp_late {
+        if let Err(e) = f.load() {
+            eprintln!("berth: {e}");
+            exit_now(127);
+        }
+    }
     let err = nix::unistd::execve(&program.path, &program.argv, &program.envp)
         .err()
         .unwrap_or(nix::Error::UnknownErrno);
@@ -325,7 +360,7 @@ fn exec_process(ctx: &InitContext, program: &Program) -> ! {
 
 /// Finds the program through the container's PATH and checks it can be executed, so a missing
 /// binary fails `create`, not the container after `start`.
-fn resolve_program(process: &oci_spec::runtime::Process) -> Result<Program> {
+fn resolve_program(process: &oci_spec::runtime::Process) -> Result<Program<'static>> {
     let args = process.args().as_deref().unwrap_or_default();
     let name = args
         .first()
@@ -365,6 +400,7 @@ fn resolve_program(process: &oci_spec::runtime::Process) -> Result<Program> {
             .iter()
             .map(|e| cstr(e.as_bytes()))
             .collect::<Result<_>>()?,
+        seccomp_late: None,
     })
 }
 

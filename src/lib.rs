@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod namespaces;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod signals;
 pub mod spawn;

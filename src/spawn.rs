@@ -23,7 +23,7 @@ use crate::hooks::{self, Kind};
 use crate::init::{self, InitContext};
 use crate::namespaces::NsPlan;
 use crate::state::{self, OciState, Status};
-use crate::{cgroups, console, logging, sys};
+use crate::{cgroups, console, logging, seccomp, sys};
 
 pub struct SpawnRequest<'a> {
     pub id: &'a str,
@@ -167,6 +167,7 @@ fn spawn_inner<'a>(
         lock_fd: req.lock_fd,
         keyring: (!req.no_new_keyring).then_some(req.keyring_name.as_str()),
         new_cgroup_ns: plan.new_cgroup,
+        seccomp: req.bundle.seccomp.as_ref(),
     };
     let init_pid = if plan.single_clone() {
         // SAFETY: berth is single-threaded here and the child never returns: init::run ends
@@ -226,8 +227,36 @@ fn spawn_inner<'a>(
         hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
         parent_chan.send(&Msg::HooksDone)?;
     }
-    parent_chan.expect("Ready")?;
+    loop {
+        match parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
+            (Msg::SeccompFd, fds) => {
+                hand_to_agent(req, init_pid, fds)?;
+                parent_chan.send(&Msg::SeccompDone)?;
+            }
+            _ => break,
+        }
+    }
     Ok(init_pid)
+}
+
+/// Gives the seccomp listener fd to the agent named by listenerPath, as runc does: the state
+/// says "creating", since the container process has not finished being set up.
+fn hand_to_agent(req: &SpawnRequest, init_pid: i32, fds: Vec<OwnedFd>) -> Result<()> {
+    let fd = fds
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Protocol("SeccompFd came without a file descriptor".into()))?;
+    let listener = req
+        .bundle
+        .seccomp
+        .as_ref()
+        .and_then(|f| f.listener.as_ref())
+        .ok_or_else(|| Error::Protocol("SeccompFd without a listenerPath".into()))?;
+    let mut state = req.state.clone();
+    state.pid = init_pid;
+    state.status = Status::Creating;
+    let json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
+    seccomp::send_to_agent(listener, &fd, init_pid, &json)
 }
 
 /// Serves the stage process until it reports the init's pid.

@@ -117,3 +117,37 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> nix::Result<()> {
     };
     Errno::result(r).map(drop)
 }
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): loads a classic-BPF filter into the calling
+/// thread. With SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel returns the notification fd.
+pub fn seccomp_set_filter(
+    flags: u32,
+    program: &[libc::sock_filter],
+) -> nix::Result<Option<std::os::fd::OwnedFd>> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    const NEW_LISTENER: u32 = 1 << 3;
+    let len = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prog points at `len` initialised instructions that outlive the call; the kernel
+    // copies the program and never writes through the pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    let r = Errno::result(r)?;
+    if flags & NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a fresh fd that nothing else owns.
+        Ok(Some(unsafe {
+            std::os::fd::FromRawFd::from_raw_fd(r as RawFd)
+        }))
+    } else {
+        Ok(None)
+    }
+}

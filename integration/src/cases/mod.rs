@@ -14,6 +14,7 @@ pub mod config;
 pub mod errors;
 pub mod hooks;
 pub mod lifecycle;
+pub mod seccomp;
 
 /// Why a case did not pass.
 #[derive(Debug)]
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Case> {
     v.extend(errors::cases());
     v.extend(config::cases());
     v.extend(hooks::cases());
+    v.extend(seccomp::cases());
     v
 }
 

@@ -5,6 +5,7 @@ pub mod devices;
 pub mod fs;
 pub mod linux;
 pub mod process;
+pub mod seccomp;
 
 use crate::report::Report;
 use serde_json::Value;
@@ -17,4 +18,5 @@ pub fn run_all(config: &Value, r: &mut Report) {
     let mounts = fs::read_mountinfo();
     linux::run(config, mounts.as_deref(), r);
     cgroups::run(config, r);
+    seccomp::run(config, r);
 }
