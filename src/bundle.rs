@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
-use crate::{namespaces, seccomp};
+use crate::{lsm, namespaces, seccomp};
 
 pub struct Bundle {
     /// Absolute bundle directory.
@@ -19,6 +19,8 @@ pub struct Bundle {
     pub spec: Spec,
     /// `linux.seccomp`, compiled: a bad profile fails here, before anything exists.
     pub seccomp: Option<seccomp::Filter>,
+    /// The LSM labels this host applies.
+    pub labels: lsm::Labels,
 }
 
 pub fn load(dir: &Path) -> Result<Bundle> {
@@ -48,11 +50,20 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         .and_then(|l| l.seccomp().as_ref())
         .map(seccomp::compile)
         .transpose()?;
+    let process = spec.process().as_ref();
+    let labels = lsm::plan(
+        process.and_then(|p| p.apparmor_profile().as_deref()),
+        process.and_then(|p| p.selinux_label().as_deref()),
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref()),
+    );
     Ok(Bundle {
         dir,
         rootfs,
         spec,
         seccomp,
+        labels,
     })
 }
 

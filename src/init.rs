@@ -39,6 +39,8 @@ pub struct InitContext<'a> {
     pub keyring: Option<&'a str>,
     /// The compiled `linux.seccomp` profile.
     pub seccomp: Option<&'a Filter>,
+    /// AppArmor and SELinux labels the host applies.
+    pub labels: &'a crate::lsm::Labels,
 }
 
 fn exit_now(code: i32) -> ! {
@@ -158,7 +160,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")?;
     }
     rootfs::prepare_root(spec, ctx.rootfs)?;
-    rootfs::mount_all(spec, ctx.rootfs, ctx.in_userns)?;
+    rootfs::mount_all(spec, ctx.rootfs, ctx.in_userns, ctx.labels)?;
     rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
     if wants_host_hooks(spec) {
         ctx.chan.send(&Msg::HooksPlease)?;
@@ -224,6 +226,8 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         Some(f) if nnp && !f.notifies() => (None, Some(f)),
         other => (other, None),
     };
+    // Exec labels: the kernel switches to them at execve.
+    ctx.labels.apply_exec()?;
     if let Some(f) = seccomp_now.filter(|_| !nnp) {
         load_seccomp(ctx, f)?;
     }

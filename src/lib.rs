@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod init;
 pub mod lifecycle;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod rootfs;
 pub mod seccomp;

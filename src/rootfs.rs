@@ -12,6 +12,7 @@ use nix::unistd::{chdir, chown, chroot, pivot_root, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use crate::error::{Error, Result, SysContext};
+use crate::lsm::Labels;
 use crate::sys;
 
 /// A mount's options split the way mount(2) and mount_setattr(2) want them.
@@ -310,7 +311,7 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// Step 2: the config's mounts, in order.
-pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
+pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool, labels: &Labels) -> Result<()> {
     for (i, m) in spec
         .mounts()
         .as_deref()
@@ -318,14 +319,14 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
         .iter()
         .enumerate()
     {
-        mount_one(m, rootfs, in_userns).map_err(|e| {
+        mount_one(m, rootfs, in_userns, labels).map_err(|e| {
             Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
         })?;
     }
     Ok(())
 }
 
-fn mount_one(m: &Mount, rootfs: &Path, in_userns: bool) -> Result<()> {
+fn mount_one(m: &Mount, rootfs: &Path, in_userns: bool, labels: &Labels) -> Result<()> {
     let opts = mount_options(m.options().as_deref().unwrap_or_default())
         .map_err(|r| Error::config("options", r))?;
     let typ = m.typ().as_deref().unwrap_or("");
@@ -357,7 +358,11 @@ fn mount_one(m: &Mount, rootfs: &Path, in_userns: bool) -> Result<()> {
         }
     } else {
         create_mount_point(&dest, true)?;
-        let data = opts.data.join(",");
+        let mut data = opts.data.join(",");
+        // linux.mountLabel: the filesystems that take an SELinux context option.
+        if matches!(typ, "tmpfs" | "devpts" | "mqueue") {
+            data = labels.mount_data(&data);
+        }
         let fstype = if typ.is_empty() { None } else { Some(typ) };
         mnt(
             source.or(Some(Path::new(typ))),

@@ -168,6 +168,7 @@ fn spawn_inner<'a>(
         keyring: (!req.no_new_keyring).then_some(req.keyring_name.as_str()),
         new_cgroup_ns: plan.new_cgroup,
         seccomp: req.bundle.seccomp.as_ref(),
+        labels: &req.bundle.labels,
     };
     let init_pid = if plan.single_clone() {
         // SAFETY: berth is single-threaded here and the child never returns: init::run ends

@@ -48,6 +48,10 @@ pub fn cases() -> Vec<Case> {
             name: "seccomp/podman_default_profile",
             run: podman_default_profile,
         },
+        Case {
+            name: "lsm/labels",
+            run: lsm_labels,
+        },
     ]
 }
 
@@ -462,4 +466,49 @@ fn podman_default_profile(ctx: &mut Ctx) -> R {
     );
     // Busybox sees the filter and is refused a namespace (Docker's clone/unshare rules).
     check_both(ctx, profile, &|_| {})
+}
+
+/// AppArmor and SELinux labels. This host has neither LSM: as runc does, create applies what
+/// the host can and says in the debug log what it could not; on a host with the LSM,
+/// runtimetest checks the label from inside.
+pub fn lsm_labels(ctx: &mut Ctx) -> R {
+    let log = ctx.tmp.join("lsm-debug.log");
+    let mut ct = ctx.container(&["true"])?;
+    ct.b.config["process"]["apparmorProfile"] = json!("berth-it-profile");
+    ct.b.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0:c1,c2");
+    ct.b.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0:c1,c2");
+    if let Err(e) = ct.b.write() {
+        bail!("write config: {e}");
+    }
+    let b = ct.b.dir.to_string_lossy().into_owned();
+    let o = ct.rt.exec_opts(
+        &["run", "--bundle", &b, &ct.id],
+        crate::runtime::Opts {
+            global: vec!["--debug".into(), "--log".into(), log.display().to_string()],
+            ..Default::default()
+        },
+    );
+    let aa = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if aa {
+        // No such profile is loaded: a clear error, never an unconfined container.
+        ensure!(
+            !o.success() && o.stderr.contains("apparmorProfile"),
+            "run with an AppArmor profile that is not loaded: {}",
+            o.brief()
+        );
+    } else {
+        ensure!(
+            o.success(),
+            "run with labels on a host without LSMs: {}",
+            o.brief()
+        );
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        ensure!(
+            text.contains("apparmorProfile") && text.contains("selinuxLabel"),
+            "the debug log does not say the labels were not applied: {}",
+            text.trim()
+        );
+    }
+    Ok(())
 }

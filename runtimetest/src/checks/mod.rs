@@ -4,6 +4,7 @@ pub mod cgroups;
 pub mod devices;
 pub mod fs;
 pub mod linux;
+pub mod lsm;
 pub mod process;
 pub mod seccomp;
 
@@ -19,4 +20,5 @@ pub fn run_all(config: &Value, r: &mut Report) {
     linux::run(config, mounts.as_deref(), r);
     cgroups::run(config, r);
     seccomp::run(config, r);
+    lsm::run(config, r);
 }
