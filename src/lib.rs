@@ -14,6 +14,7 @@ pub mod logging;
 pub mod lsm;
 pub mod namespaces;
 pub mod rootfs;
+pub mod safepath;
 pub mod seccomp;
 pub mod security;
 pub mod signals;

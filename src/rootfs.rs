@@ -3,16 +3,18 @@
 //! Destinations are resolved inside the rootfs: a symlink can never lead a mount out of it.
 
 use std::fs;
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::unistd::{chdir, chown, chroot, pivot_root, Gid, Uid};
+use nix::sys::stat::{makedev, SFlag};
+use nix::unistd::{chdir, chroot, pivot_root, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use crate::error::{Error, Result, SysContext};
 use crate::lsm::Labels;
+use crate::safepath::{fd_path, normalise, Root};
 use crate::sys;
 
 /// A mount's options split the way mount(2) and mount_setattr(2) want them.
@@ -312,6 +314,7 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// Step 2: the config's mounts, in order.
 pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool, labels: &Labels) -> Result<()> {
+    let root = Root::open(rootfs)?;
     for (i, m) in spec
         .mounts()
         .as_deref()
@@ -319,45 +322,92 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool, labels: &Labels) -
         .iter()
         .enumerate()
     {
-        mount_one(m, rootfs, in_userns, labels).map_err(|e| {
+        mount_one(m, &root, rootfs, in_userns, labels).map_err(|e| {
             Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
         })?;
     }
     Ok(())
 }
 
-fn mount_one(m: &Mount, rootfs: &Path, in_userns: bool, labels: &Labels) -> Result<()> {
+/// The mount point for a procfs or sysfs mount: an ordinary directory reached without any
+/// symlink, so the kernel's own files can never be mounted somewhere the bundle chose.
+fn kernel_fs_mount_point(root: &Root, dest: &Path) -> Result<OwnedFd> {
+    let refuse = || {
+        Error::config(
+            "mounts",
+            format!(
+                "{} must be mounted on an ordinary directory, not through a symlink",
+                dest.display()
+            ),
+        )
+    };
+    match root.resolve_no_symlinks(dest) {
+        Ok(fd) => Ok(fd),
+        Err(nix::Error::ENOENT) => {
+            root.mkdir_all(dest)?;
+            root.resolve_no_symlinks(dest).map_err(|_| refuse())
+        }
+        Err(nix::Error::ELOOP) | Err(nix::Error::EXDEV) => Err(refuse()),
+        Err(e) => Err(Error::sys(format!("open {}", root.display(dest)), e)),
+    }
+}
+
+fn mount_one(
+    m: &Mount,
+    root: &Root,
+    rootfs: &Path,
+    in_userns: bool,
+    labels: &Labels,
+) -> Result<()> {
     let opts = mount_options(m.options().as_deref().unwrap_or_default())
         .map_err(|r| Error::config("options", r))?;
     let typ = m.typ().as_deref().unwrap_or("");
     let is_bind = opts.bind || typ == "bind";
-    let dest = secure_join(rootfs, m.destination())?;
+    let dest_rel = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
+        let dest = secure_join(rootfs, dest_rel)?;
         return mount_cgroup(&dest, typ, &opts);
     }
     let source = m.source().as_deref();
+    // Every mount below goes onto a resolved fd, never onto a path resolved again.
+    let on = |fd: &OwnedFd| PathBuf::from(fd_path(fd));
+    let reopen = || {
+        root.resolve(dest_rel)
+            .map_err(|e| Error::sys(format!("open {}", root.display(dest_rel)), e))
+    };
     if is_bind {
         let src = source.ok_or_else(|| Error::config("source", "a bind mount needs a source"))?;
         let src_is_dir = fs::metadata(src)
             .map_err(|e| Error::io("bind mount source", src, e))?
             .is_dir();
-        create_mount_point(&dest, src_is_dir)?;
+        let point = if src_is_dir {
+            root.mkdir_all(dest_rel)?
+        } else {
+            root.create_file(dest_rel)?
+        };
         let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mnt(Some(src), &dest, None, flags, None)?;
+        mnt(Some(src), &on(&point), None, flags, None)?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
+            // The remount acts on the new mount, reached through a fresh handle.
+            let new_mount = reopen()?;
+            let target = on(&new_mount);
             flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
-            if let Err(e) = mount(None::<&str>, &dest, None::<&str>, flags, None::<&str>) {
+            if let Err(e) = mount(None::<&str>, &target, None::<&str>, flags, None::<&str>) {
                 // Flags locked by a less privileged mount namespace must be kept.
                 if !(in_userns || e == nix::Error::EPERM) {
-                    return Err(Error::sys(format!("remount {}", dest.display()), e));
+                    return Err(Error::sys(format!("remount {}", root.display(dest_rel)), e));
                 }
-                let locked = locked_flags(&dest);
-                mnt(None, &dest, None, flags | locked, None)?;
+                let locked = locked_flags(&target);
+                mnt(None, &target, None, flags | locked, None)?;
             }
         }
     } else {
-        create_mount_point(&dest, true)?;
+        let point = if matches!(typ, "proc" | "sysfs") {
+            kernel_fs_mount_point(root, dest_rel)?
+        } else {
+            root.mkdir_all(dest_rel)?
+        };
         let mut data = opts.data.join(",");
         // linux.mountLabel: the filesystems that take an SELinux context option.
         if matches!(typ, "tmpfs" | "devpts" | "mqueue") {
@@ -366,22 +416,31 @@ fn mount_one(m: &Mount, rootfs: &Path, in_userns: bool, labels: &Labels) -> Resu
         let fstype = if typ.is_empty() { None } else { Some(typ) };
         mnt(
             source.or(Some(Path::new(typ))),
-            &dest,
+            &on(&point),
             fstype,
             opts.flags & !MsFlags::MS_REMOUNT,
             (!data.is_empty()).then_some(data.as_str()),
         )?;
     }
-    if !opts.propagation.is_empty() {
-        mnt(None, &dest, None, opts.propagation, None)?;
-    }
-    if opts.recursive_set != 0 || opts.recursive_clr != 0 {
-        sys::mount_setattr_recursive(
-            &dest.to_string_lossy(),
-            opts.recursive_set,
-            opts.recursive_clr,
-        )
-        .with_step(|| format!("set recursive mount attributes on {}", dest.display()))?;
+    if !opts.propagation.is_empty() || opts.recursive_set != 0 || opts.recursive_clr != 0 {
+        let new_mount = reopen()?;
+        let target = on(&new_mount);
+        if !opts.propagation.is_empty() {
+            mnt(None, &target, None, opts.propagation, None)?;
+        }
+        if opts.recursive_set != 0 || opts.recursive_clr != 0 {
+            sys::mount_setattr_recursive(
+                &target.to_string_lossy(),
+                opts.recursive_set,
+                opts.recursive_clr,
+            )
+            .with_step(|| {
+                format!(
+                    "set recursive mount attributes on {}",
+                    root.display(dest_rel)
+                )
+            })?;
+        }
     }
     Ok(())
 }
@@ -525,6 +584,7 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
 
 /// Step 3: default devices, the config's devices, and the /dev symlinks.
 pub fn setup_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
+    let root = Root::open(rootfs)?;
     let dev_is_bind = spec
         .mounts()
         .as_deref()
@@ -550,7 +610,7 @@ pub fn setup_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> 
                 continue;
             }
             create_device(
-                rootfs,
+                &root,
                 Path::new(path),
                 SFlag::S_IFCHR,
                 major,
@@ -563,34 +623,32 @@ pub fn setup_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> 
         }
     }
     for d in &configured {
-        create_config_device(rootfs, d, in_userns)?;
+        create_config_device(&root, d, in_userns)?;
     }
     if !dev_is_bind {
-        let dev = secure_join(rootfs, Path::new("/dev"))?;
+        let dev = root.mkdir_all(Path::new("/dev"))?;
+        let dev_fd = Some(dev.as_raw_fd());
         for (link, target) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
             ("stdout", "/proc/self/fd/1"),
             ("stderr", "/proc/self/fd/2"),
         ] {
-            let p = dev.join(link);
-            match symlink(target, &p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io("create /dev symlink", p, e)),
+            match nix::unistd::symlinkat(target, dev_fd, link) {
+                Ok(()) | Err(nix::Error::EEXIST) => {}
+                Err(e) => return Err(Error::sys(format!("create /dev/{link}"), e)),
             }
         }
         // /dev/ptmx points at the container's own devpts instance when it has one.
-        if dev.join("pts/ptmx").exists() {
-            let p = dev.join("ptmx");
-            let _ = fs::remove_file(&p);
-            symlink("pts/ptmx", &p).map_err(|e| Error::io("create /dev/ptmx", p, e))?;
+        if root.resolve(Path::new("/dev/pts/ptmx")).is_ok() {
+            let _ = nix::unistd::unlinkat(dev_fd, "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir);
+            nix::unistd::symlinkat("pts/ptmx", dev_fd, "ptmx").step("create /dev/ptmx")?;
         }
     }
     Ok(())
 }
 
-fn create_config_device(rootfs: &Path, d: &LinuxDevice, in_userns: bool) -> Result<()> {
+fn create_config_device(root: &Root, d: &LinuxDevice, in_userns: bool) -> Result<()> {
     let kind = match d.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
@@ -605,15 +663,17 @@ fn create_config_device(rootfs: &Path, d: &LinuxDevice, in_userns: bool) -> Resu
             ))
         }
     };
-    if !d.path().starts_with("/dev") {
+    // Normalised first: "/dev/../etc/passwd" is not under /dev.
+    let path = normalise(d.path());
+    if !path.starts_with("/dev") || path == Path::new("/dev") {
         return Err(Error::config(
             "linux.devices",
             format!("{} is not under /dev", d.path().display()),
         ));
     }
     create_device(
-        rootfs,
-        d.path(),
+        root,
+        &path,
         kind,
         d.major() as u64,
         d.minor() as u64,
@@ -626,7 +686,7 @@ fn create_config_device(rootfs: &Path, d: &LinuxDevice, in_userns: bool) -> Resu
 
 #[allow(clippy::too_many_arguments)]
 fn create_device(
-    rootfs: &Path,
+    root: &Root,
     path: &Path,
     kind: SFlag,
     major: u64,
@@ -636,43 +696,45 @@ fn create_device(
     gid: Option<u32>,
     in_userns: bool,
 ) -> Result<()> {
-    let dest = secure_join(rootfs, path)?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|e| Error::io("create device dir", parent, e))?;
-    }
     if in_userns {
         // mknod is not allowed in a user namespace: bind the host's node instead.
-        create_mount_point(&dest, false)?;
-        return mnt(Some(path), &dest, None, MsFlags::MS_BIND, None);
+        let point = root.create_file(path)?;
+        return mnt(
+            Some(path),
+            Path::new(&fd_path(&point)),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        );
     }
     let dev = makedev(major, minor);
-    match mknod(&dest, kind, Mode::from_bits_truncate(mode & 0o7777), dev) {
-        Ok(()) => {}
-        Err(nix::Error::EEXIST) => {
-            let md = fs::symlink_metadata(&dest).map_err(|e| Error::io("stat device", &dest, e))?;
-            let ft = md.file_type();
-            let same_kind = match kind {
-                SFlag::S_IFCHR => ft.is_char_device(),
-                SFlag::S_IFBLK => ft.is_block_device(),
-                _ => ft.is_fifo(),
-            };
-            if !same_kind || (kind != SFlag::S_IFIFO && md.rdev() != dev) {
-                return Err(Error::config(
-                    "linux.devices",
-                    format!(
-                        "{} exists in the rootfs and is not device {major}:{minor}",
-                        path.display()
-                    ),
-                ));
-            }
-        }
-        Err(e) => return Err(Error::sys(format!("mknod {}", path.display()), e)),
+    // Made without following the last component; from here on only the fd is used.
+    let node = root.mknod(path, kind, mode, dev)?;
+    let st =
+        nix::sys::stat::fstat(node.as_raw_fd()).with_step(|| format!("stat {}", path.display()))?;
+    let same_kind = st.st_mode & libc::S_IFMT == kind.bits();
+    if !same_kind || (kind != SFlag::S_IFIFO && st.st_rdev != dev) {
+        return Err(Error::config(
+            "linux.devices",
+            format!(
+                "{} exists in the rootfs and is not device {major}:{minor}",
+                path.display()
+            ),
+        ));
     }
-    fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(|e| Error::io("chmod device", &dest, e))?;
+    // chmod through the fd's /proc link reaches this very node; fchmod refuses O_PATH fds.
+    let link = fd_path(&node);
+    fs::set_permissions(&link, fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| Error::io("chmod device", path, e))?;
     if uid.is_some() || gid.is_some() {
-        chown(&dest, uid.map(Uid::from_raw), gid.map(Gid::from_raw))
-            .with_step(|| format!("chown {}", path.display()))?;
+        nix::unistd::fchownat(
+            Some(node.as_raw_fd()),
+            "",
+            uid.map(Uid::from_raw),
+            gid.map(Gid::from_raw),
+            nix::fcntl::AtFlags::AT_EMPTY_PATH,
+        )
+        .with_step(|| format!("chown {}", path.display()))?;
     }
     Ok(())
 }
@@ -699,32 +761,52 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
 }
 
 /// Step 5 (after pivot): masked paths get /dev/null or an empty read-only tmpfs.
+///
+/// /dev/null is taken from a handle checked to be the null device (a bundle may have replaced
+/// it with a link to a file worth exposing), and each path is opened once, inside the root,
+/// and masked through that handle.
 pub fn mask_paths(paths: &[String]) -> Result<()> {
-    let null = fs::metadata("/dev/null").map_err(|e| Error::io("stat", "/dev/null", e))?;
-    if !null.file_type().is_char_device() || null.rdev() != makedev(1, 3) {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    crate::safepath::check_procfs()?;
+    let root = Root::open(Path::new("/"))?;
+    let null = root
+        .resolve_no_symlinks(Path::new("/dev/null"))
+        .map_err(|e| Error::sys("open /dev/null", e))?;
+    let st = nix::sys::stat::fstat(null.as_raw_fd()).step("stat /dev/null")?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != makedev(1, 3) {
         return Err(Error::Other(
             "/dev/null in the container is not the null device: refusing to mask with it".into(),
         ));
     }
+    let null_path = fd_path(&null);
     for p in paths {
         let path = Path::new(p);
-        match fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("mask path", path, e)),
-            Ok(md) if md.is_dir() => mnt(
+        let target = match root.resolve(path) {
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(Error::sys(format!("linux.maskedPaths: open {p}"), e)),
+            Ok(fd) => fd,
+        };
+        let is_dir = nix::sys::stat::fstat(target.as_raw_fd())
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let on = PathBuf::from(fd_path(&target));
+        if is_dir {
+            mnt(
                 Some(Path::new("tmpfs")),
-                path,
+                &on,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
                 None,
-            )?,
-            Ok(_) => mnt(
-                Some(Path::new("/dev/null")),
-                path,
+            )?;
+        } else {
+            mnt(
+                Some(Path::new(&null_path)),
+                &on,
                 None,
                 MsFlags::MS_BIND,
                 None,
-            )?,
+            )?;
         }
     }
     Ok(())
