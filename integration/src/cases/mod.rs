@@ -14,6 +14,7 @@ pub mod config;
 pub mod errors;
 pub mod hooks;
 pub mod lifecycle;
+pub mod paths;
 pub mod seccomp;
 
 /// Why a case did not pass.
@@ -66,6 +67,7 @@ pub fn all() -> Vec<Case> {
     v.extend(config::cases());
     v.extend(hooks::cases());
     v.extend(seccomp::cases());
+    v.extend(paths::cases());
     v
 }
 

@@ -1,0 +1,193 @@
+//! Attacks on how the runtime resolves paths inside a hostile rootfs: a mount destination whose
+//! parent is swapped for a symlink while containers are created (CVE-2021-30465 /
+//! CVE-2024-45310), /proc and /sys that are symlinks, and device paths that climb out of /dev.
+//! Each checks what ends up where, from inside the container and from the host.
+
+use super::{leftovers, Case, Ctx, R};
+use crate::{bail, ensure};
+use serde_json::json;
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "escape/mount_destination_symlink_race",
+            run: mount_destination_race,
+        },
+        Case {
+            name: "escape/proc_is_a_symlink",
+            run: proc_is_a_symlink,
+        },
+        Case {
+            name: "escape/sys_is_a_symlink",
+            run: sys_is_a_symlink,
+        },
+        Case {
+            name: "escape/device_path_outside_dev",
+            run: device_path_outside_dev,
+        },
+    ]
+}
+
+/// renameat2(RENAME_EXCHANGE): swaps two names atomically.
+fn exchange(a: &Path, b: &Path) -> bool {
+    let (Ok(ca), Ok(cb)) = (
+        CString::new(a.as_os_str().as_bytes()),
+        CString::new(b.as_os_str().as_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: two valid C strings; RENAME_EXCHANGE only swaps the two names.
+    unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        ) == 0
+    }
+}
+
+/// The rootfs holds `flip`, swapped without pause between a directory and an absolute symlink
+/// to the *host* path of the rootfs's `/victim`. A mount destination under /flip resolved once
+/// and then mounted by path lands, when the swap falls in between, on /victim: the container
+/// then finds the bind's marker there. Resolved and mounted through one fd, it never does.
+fn mount_destination_race(ctx: &mut Ctx) -> R {
+    const ROUNDS: usize = 100;
+    let src = ctx.dir("race-src");
+    fs::write(src.join("marker"), "bound")?;
+    let mut ct = ctx.container(&[
+        "sh",
+        "-c",
+        "if [ -e /victim/inner/marker ]; then echo ESCAPED; fi",
+    ])?;
+    let rootfs = ct.b.rootfs.clone();
+    let victim = rootfs.join("victim");
+    fs::create_dir_all(victim.join("inner"))?;
+    let flip = rootfs.join("flip");
+    let other = rootfs.join("flip-other");
+    fs::create_dir_all(flip.join("inner"))?;
+    symlink(&victim, &other)?;
+    ct.b.add_mount(json!({
+        "destination": "/flip/inner", "type": "bind",
+        "source": src.to_string_lossy(), "options": ["bind"]
+    }));
+    ct.b.config["root"]["readonly"] = json!(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        let (flip, other) = (flip.clone(), other.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if exchange(&flip, &other) {
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let mut escaped = 0;
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for i in 0..ROUNDS {
+        let o = ct.run_fg();
+        runs += 1;
+        if o.stdout.contains("ESCAPED") {
+            escaped += 1;
+        }
+        if !o.success() && failures.len() < 3 {
+            failures.push(format!("round {i}: {}", o.brief()));
+        }
+        let _ = ct.delete(true);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = flipper.join().unwrap_or(0);
+    // Put `flip` back as the directory, whichever way the last swap left it.
+    if fs::symlink_metadata(&flip).is_ok_and(|m| m.file_type().is_symlink()) {
+        exchange(&flip, &other);
+    }
+    ensure!(swaps > 0, "the flipper never swapped the paths");
+    ensure!(
+        escaped == 0,
+        "{escaped} of {runs} containers found the bind mounted on /victim, outside its destination"
+    );
+    // Creates that lose the race may fail (the destination is not a directory at that moment);
+    // at least some must have run.
+    ensure!(
+        failures.len() < runs,
+        "no container ran: {}",
+        failures.join("; ")
+    );
+    Ok(())
+}
+
+fn kernel_fs_symlink(ctx: &mut Ctx, dir: &str) -> R {
+    let mut ct = ctx.container(&["true"])?;
+    // `dir` is absolute: join its name, never the path itself (that would be the host's).
+    let real = ct.b.rootfs.join(dir.trim_start_matches('/'));
+    fs::remove_dir_all(&real)?;
+    let decoy = ct.b.rootfs.join(format!("tmp/decoy{dir}"));
+    fs::create_dir_all(&decoy)?;
+    symlink(format!("/tmp/decoy{dir}"), &real)?;
+    if dir == "/sys" {
+        ct.b.add_mount(
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                              "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        );
+    }
+    let o = ct.create();
+    if o.success() {
+        let _ = ct.delete(true);
+        bail!("create mounted {dir} through a symlink in the rootfs");
+    }
+    ensure!(
+        o.stderr.contains("ordinary directory"),
+        "the error does not say why: {}",
+        o.stderr.trim()
+    );
+    let left = leftovers(ctx, &ct.id, &ct.b.dir);
+    ensure!(left.is_empty(), "left behind {left:?}");
+    Ok(())
+}
+
+/// A rootfs whose /proc is a symlink: procfs must not be mounted where the link points.
+fn proc_is_a_symlink(ctx: &mut Ctx) -> R {
+    kernel_fs_symlink(ctx, "/proc")
+}
+
+fn sys_is_a_symlink(ctx: &mut Ctx) -> R {
+    kernel_fs_symlink(ctx, "/sys")
+}
+
+/// "/dev/../etc/evil" starts with "/dev" as text, but is not a device path.
+fn device_path_outside_dev(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&["true"])?;
+    ct.b.config["linux"]["devices"] = json!([
+        {"path": "/dev/../etc/evil", "type": "c", "major": 1, "minor": 3, "fileMode": 438}
+    ]);
+    let o = ct.create();
+    let made = ct.b.rootfs.join("etc/evil").exists();
+    if o.success() {
+        let _ = ct.delete(true);
+    }
+    ensure!(
+        !o.success(),
+        "create accepted a device at /dev/../etc/evil (node made in /etc: {made})"
+    );
+    ensure!(!made, "a device node was made at /etc/evil");
+    ensure!(
+        o.stderr.contains("not under /dev"),
+        "the error does not say why: {}",
+        o.stderr.trim()
+    );
+    Ok(())
+}
