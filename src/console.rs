@@ -6,10 +6,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-use nix::sys::stat::Mode;
 use nix::unistd::{dup2, setsid};
 use oci_spec::runtime::Box as ConsoleSize;
 
@@ -18,6 +17,21 @@ use crate::error::{Error, Result, SysContext};
 /// Connects to the console socket in the host's mount namespace, before the fork.
 pub fn connect(path: &Path) -> Result<UnixStream> {
     UnixStream::connect(path).map_err(|e| Error::io("connect to console socket", path, e))
+}
+
+/// /dev/console becomes the pty's slave, bound from the fd onto a handle resolved inside the
+/// root.
+fn bind_console(slave: RawFd) -> Result<()> {
+    let root = crate::safepath::Root::open(Path::new("/"))?;
+    let point = root.create_file(Path::new("/dev/console"))?;
+    nix::mount::mount(
+        Some(crate::safepath::fd_path(&slave).as_str()),
+        crate::safepath::fd_path(&point).as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .step("bind the pty on /dev/console")
 }
 
 /// In the init, after pivot_root: new pty, master to the socket, slave as stdio.
@@ -48,13 +62,24 @@ pub fn setup(socket: &UnixStream, size: Option<&ConsoleSize>) -> Result<()> {
         None,
     )
     .step("send pty master to console socket")?;
+    // The peer comes from the master itself, never by name: a /dev/pts entry the container
+    // replaced with a link cannot stand in for it (CVE-2025-52565).
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd for the pty's slave.
+    let slave: RawFd = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(Error::sys(
+            "open the pty's slave (TIOCGPTPEER)",
+            nix::Error::last(),
+        ));
+    }
     drop(master);
-    let slave: RawFd = open(
-        slave_name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
-        Mode::empty(),
-    )
-    .with_step(|| format!("open {slave_name}"))?;
+    bind_console(slave)?;
     setsid().step("setsid")?;
     // SAFETY: TIOCSCTTY takes an int argument; slave is an open tty fd.
     if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {

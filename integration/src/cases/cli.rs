@@ -81,7 +81,14 @@ fn run_exit_status(ctx: &mut Ctx) -> R {
 /// `run` with process.terminal and no --console-socket: the runtime proxies a pty, so the
 /// process sees a terminal on stdin and stdout and its output reaches the caller.
 fn run_terminal(ctx: &mut Ctx) -> R {
-    let mut ct = ctx.container(&["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok; exit 7"])?;
+    // /dev/console must be the process's own terminal (the pty's slave, bound over it).
+    let mut ct = ctx.container(&[
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo tty-ok; \
+         [ \"$(stat -c %t:%T /dev/console)\" = \"$(stat -Lc %t:%T /proc/self/fd/0)\" ] && echo console-ok; \
+         exit 7",
+    ])?;
     ct.b.config["process"]["terminal"] = serde_json::json!(true);
     let o = ct.run_fg();
     let out = std::fs::read_to_string(&ct.out).unwrap_or_default();
@@ -93,6 +100,10 @@ fn run_terminal(ctx: &mut Ctx) -> R {
     ensure!(
         out.contains("tty-ok") || o.stdout.contains("tty-ok"),
         "the process did not see a terminal or its output was lost: {out:?}"
+    );
+    ensure!(
+        out.contains("console-ok") || o.stdout.contains("console-ok"),
+        "/dev/console is not the container's terminal: {out:?}"
     );
     Ok(())
 }
