@@ -744,6 +744,7 @@ fn create_device(
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     chdir(rootfs).with_step(|| format!("chdir {}", rootfs.display()))?;
     if no_pivot {
+        hide_host_kernel_fs(rootfs)?;
         mnt(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
         chroot(".").step("chroot into rootfs")?;
         return chdir("/").step("chdir /");
@@ -758,6 +759,50 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     )?;
     umount2(".", MntFlags::MNT_DETACH).step("detach old root")?;
     chdir("/").step("chdir /")
+}
+
+/// Without pivot_root the host's mounts stay in the container's mount namespace under the
+/// moved rootfs. A whole, unmasked procfs or sysfs among them is what lets the kernel allow a
+/// fresh proc or sysfs mount in a user namespace (and would be reachable by a chroot escape):
+/// detach each one outside the rootfs, or cover it with a tmpfs where detaching is refused.
+fn hide_host_kernel_fs(rootfs: &Path) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read mountinfo", "/proc/self/mountinfo", e))?;
+    let mut targets = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = post.split(' ').next().unwrap_or("");
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let (Some(root), Some(mp)) = (pre.get(3), pre.get(4)) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if matches!(fstype, "proc" | "sysfs") && *root == "/" && !mp.starts_with(rootfs) {
+            targets.push(mp);
+        }
+    }
+    // Deepest first: /proc/sys/fs/binfmt_misc before /proc.
+    for mp in targets.iter().rev() {
+        match umount2(mp, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::ENOENT) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => mnt(
+                Some(Path::new("tmpfs")),
+                mp,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None,
+            )?,
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("--no-pivot: detach {}", mp.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Step 5 (after pivot): masked paths get /dev/null or an empty read-only tmpfs.

@@ -32,6 +32,10 @@ pub fn cases() -> Vec<Case> {
             name: "escape/device_path_outside_dev",
             run: device_path_outside_dev,
         },
+        Case {
+            name: "escape/no_pivot_new_proc",
+            run: no_pivot_new_proc,
+        },
     ]
 }
 
@@ -188,6 +192,52 @@ fn device_path_outside_dev(ctx: &mut Ctx) -> R {
         o.stderr.contains("not under /dev"),
         "the error does not say why: {}",
         o.stderr.trim()
+    );
+    Ok(())
+}
+
+/// `--no-pivot`: the host's procfs must not stay in the container's mount namespace. If it does,
+/// a process that makes its own user namespace is allowed a fresh, unmasked proc (the kernel
+/// permits it while some fully visible procfs exists in the namespace): runc's test of the same.
+fn no_pivot_new_proc(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&[
+        "sh",
+        "-c",
+        "mkdir -p /tmp/p; \
+         unshare -m -r -p -f sh -c 'mount -t proc none /tmp/p && echo MOUNTED-PROC' 2>&1; \
+         unshare -m -r -f sh -c 'mount -t sysfs none /tmp/p && echo MOUNTED-SYSFS' 2>&1; true",
+    ])?;
+    std::os::unix::fs::symlink("busybox", ct.b.rootfs.join("bin/unshare"))?;
+    // Mapping root in a new user namespace needs CAP_SETFCAP (Linux 5.12+).
+    for set in ["bounding", "effective", "permitted"] {
+        if let Some(a) = ct.b.config["process"]["capabilities"][set].as_array_mut() {
+            a.push(json!("CAP_SETFCAP"));
+        }
+    }
+    ct.b.config["root"]["readonly"] = json!(false);
+    if let Err(e) = ct.b.write() {
+        bail!("write config: {e}");
+    }
+    let b = ct.b.dir.to_string_lossy().into_owned();
+    let o = ct.rt.exec_opts(
+        &["run", "--no-pivot", "--bundle", &b, &ct.id],
+        crate::runtime::Opts {
+            stdout: Some(ct.out.clone()),
+            stderr: Some(ct.err.clone()),
+            ..Default::default()
+        },
+    );
+    let out = ct.stdout_text();
+    ensure!(o.success(), "run --no-pivot: {}; {}", o.brief(), out.trim());
+    ensure!(
+        !out.contains("MOUNTED"),
+        "the container mounted a new kernel filesystem: {}",
+        out.trim()
+    );
+    ensure!(
+        out.to_lowercase().contains("permission denied") || out.contains("Operation not permitted"),
+        "the mounts did not fail for lack of permission: {}",
+        out.trim()
     );
     Ok(())
 }
