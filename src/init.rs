@@ -162,6 +162,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     rootfs::prepare_root(spec, ctx.rootfs)?;
     rootfs::mount_all(spec, ctx.rootfs, ctx.in_userns, ctx.labels)?;
     rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
+    rootfs::finish_dev(spec, ctx.rootfs)?;
     if wants_host_hooks(spec) {
         ctx.chan.send(&Msg::HooksPlease)?;
         ctx.chan.expect("HooksDone")?;

@@ -329,6 +329,38 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool, labels: &Labels) -
     Ok(())
 }
 
+fn is_dev(dest: &Path) -> bool {
+    normalise(dest) == Path::new("/dev")
+}
+
+/// The flags of a `/dev` mount (not a bind) the config wants read-only.
+fn dev_readonly_flags(spec: &Spec) -> Option<MsFlags> {
+    spec.mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find_map(|m| {
+            let opts = mount_options(m.options().as_deref().unwrap_or_default()).ok()?;
+            let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+            (is_dev(m.destination()) && m.typ().as_deref() != Some("bind") && !opts.bind && ro)
+                .then_some(opts.flags)
+        })
+}
+
+/// After the devices and /dev links exist: a read-only /dev becomes read-only now, as runc
+/// does.
+pub fn finish_dev(spec: &Spec, rootfs: &Path) -> Result<()> {
+    let Some(flags) = dev_readonly_flags(spec) else {
+        return Ok(());
+    };
+    let root = Root::open(rootfs)?;
+    let dev = root
+        .resolve(Path::new("/dev"))
+        .map_err(|e| Error::sys("open /dev", e))?;
+    let flags = (flags & !MsFlags::MS_BIND) | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mnt(None, Path::new(&fd_path(&dev)), None, flags, None)
+}
+
 /// The mount point for a procfs or sysfs mount: an ordinary directory reached without any
 /// symlink, so the kernel's own files can never be mounted somewhere the bundle chose.
 fn kernel_fs_mount_point(root: &Root, dest: &Path) -> Result<OwnedFd> {
@@ -414,11 +446,16 @@ fn mount_one(
             data = labels.mount_data(&data);
         }
         let fstype = if typ.is_empty() { None } else { Some(typ) };
+        let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
+        if is_dev(dest_rel) {
+            // Devices are made in it later: read-only comes at the end (`finish_dev`).
+            flags &= !MsFlags::MS_RDONLY;
+        }
         mnt(
             source.or(Some(Path::new(typ))),
             &on(&point),
             fstype,
-            opts.flags & !MsFlags::MS_REMOUNT,
+            flags,
             (!data.is_empty()).then_some(data.as_str()),
         )?;
     }

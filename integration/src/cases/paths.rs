@@ -36,6 +36,10 @@ pub fn cases() -> Vec<Case> {
             name: "escape/no_pivot_new_proc",
             run: no_pivot_new_proc,
         },
+        Case {
+            name: "config/dev_readonly",
+            run: dev_readonly,
+        },
     ]
 }
 
@@ -240,4 +244,28 @@ fn no_pivot_new_proc(ctx: &mut Ctx) -> R {
         out.trim()
     );
     Ok(())
+}
+
+/// `/dev` mounted `ro`: the devices and links are there, and /dev is read-only in the end.
+fn dev_readonly(ctx: &mut Ctx) -> R {
+    ctx.inside(
+        &|b: &mut crate::bundle::Bundle| {
+            if let Some(m) = b.config["mounts"]
+                .as_array_mut()
+                .and_then(|ms| ms.iter_mut().find(|m| m["destination"] == "/dev"))
+            {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.push(json!("ro"));
+                }
+            }
+            Ok(())
+        },
+        &[
+            "test -c /dev/null && test -c /dev/zero && test -L /dev/fd",
+            "echo x > /dev/null",
+            "! touch /dev/new-file 2>/dev/null",
+            "grep -q ' /dev ro,' /proc/self/mountinfo",
+        ],
+        false,
+    )
 }
