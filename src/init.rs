@@ -41,6 +41,8 @@ pub struct InitContext<'a> {
     pub seccomp: Option<&'a Filter>,
     /// AppArmor and SELinux labels the host applies.
     pub labels: &'a crate::lsm::Labels,
+    /// Bind sources opened before a user namespace was entered (one per mount).
+    pub bind_sources: &'a [Option<OwnedFd>],
 }
 
 fn exit_now(code: i32) -> ! {
@@ -160,7 +162,13 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")?;
     }
     rootfs::prepare_root(spec, ctx.rootfs)?;
-    rootfs::mount_all(spec, ctx.rootfs, ctx.in_userns, ctx.labels)?;
+    rootfs::mount_all(
+        spec,
+        ctx.rootfs,
+        ctx.in_userns,
+        ctx.labels,
+        ctx.bind_sources,
+    )?;
     rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
     rootfs::finish_dev(spec, ctx.rootfs)?;
     if wants_host_hooks(spec) {

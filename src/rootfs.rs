@@ -313,7 +313,43 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// Step 2: the config's mounts, in order.
-pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool, labels: &Labels) -> Result<()> {
+/// Bind sources opened on the host, before a user namespace is entered: its root may not be
+/// able to reach them by path (a 0700 parent directory), but can mount from the fd. One entry
+/// per mount, `None` for the others.
+pub fn open_bind_sources(spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
+    let mut out = Vec::new();
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let opts = mount_options(m.options().as_deref().unwrap_or_default())
+            .map_err(|r| Error::config(format!("mounts[{i}].options"), r))?;
+        let bind = opts.bind || m.typ().as_deref() == Some("bind");
+        // A detached copy of the source: a mount from another namespace cannot be bound, but
+        // a detached one can be attached anywhere.
+        let recursive = opts.flags.contains(MsFlags::MS_REC);
+        let fd = match (bind, m.source()) {
+            (true, Some(src)) => Some(
+                sys::open_tree_clone(src, recursive)
+                    .with_step(|| format!("mounts[{i}]: open bind source {}", src.display()))?,
+            ),
+            _ => None,
+        };
+        out.push(fd);
+    }
+    Ok(out)
+}
+
+pub fn mount_all(
+    spec: &Spec,
+    rootfs: &Path,
+    in_userns: bool,
+    labels: &Labels,
+    bind_sources: &[Option<OwnedFd>],
+) -> Result<()> {
     let root = Root::open(rootfs)?;
     for (i, m) in spec
         .mounts()
@@ -322,7 +358,8 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, in_userns: bool, labels: &Labels) -
         .iter()
         .enumerate()
     {
-        mount_one(m, &root, rootfs, in_userns, labels).map_err(|e| {
+        let src_fd = bind_sources.get(i).and_then(Option::as_ref);
+        mount_one(m, &root, rootfs, in_userns, labels, src_fd).map_err(|e| {
             Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
         })?;
     }
@@ -390,6 +427,7 @@ fn mount_one(
     rootfs: &Path,
     in_userns: bool,
     labels: &Labels,
+    src_fd: Option<&OwnedFd>,
 ) -> Result<()> {
     let opts = mount_options(m.options().as_deref().unwrap_or_default())
         .map_err(|r| Error::config("options", r))?;
@@ -409,16 +447,26 @@ fn mount_one(
     };
     if is_bind {
         let src = source.ok_or_else(|| Error::config("source", "a bind mount needs a source"))?;
-        let src_is_dir = fs::metadata(src)
-            .map_err(|e| Error::io("bind mount source", src, e))?
-            .is_dir();
+        let src_is_dir = match src_fd {
+            Some(fd) => nix::sys::stat::fstat(fd.as_raw_fd())
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .with_step(|| format!("stat bind source {}", src.display()))?,
+            None => fs::metadata(src)
+                .map_err(|e| Error::io("bind mount source", src, e))?
+                .is_dir(),
+        };
         let point = if src_is_dir {
             root.mkdir_all(dest_rel)?
         } else {
             root.create_file(dest_rel)?
         };
         let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mnt(Some(src), &on(&point), None, flags, None)?;
+        match src_fd {
+            // Opened on the host before the user namespace (see `open_bind_sources`).
+            Some(fd) => sys::move_mount_fds(fd.as_raw_fd(), point.as_raw_fd())
+                .with_step(|| format!("attach bind source {}", src.display()))?,
+            None => mnt(Some(src), &on(&point), None, flags, None)?,
+        }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
             // The remount acts on the new mount, reached through a fresh handle.

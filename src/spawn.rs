@@ -155,6 +155,12 @@ fn spawn_inner<'a>(
     cgroup_depth: usize,
 ) -> Result<i32> {
     let (parent_chan, child_chan) = channel::pair()?;
+    let in_userns = plan.new_user || plan.join_user;
+    let bind_sources = if in_userns {
+        crate::rootfs::open_bind_sources(spec)?
+    } else {
+        Vec::new()
+    };
     let ctx = InitContext {
         spec,
         rootfs: &req.bundle.rootfs,
@@ -163,12 +169,13 @@ fn spawn_inner<'a>(
         console: console.as_ref(),
         no_pivot: req.no_pivot,
         preserve_fds: req.preserve_fds,
-        in_userns: plan.new_user || plan.join_user,
+        in_userns,
         lock_fd: req.lock_fd,
         keyring: (!req.no_new_keyring).then_some(req.keyring_name.as_str()),
         new_cgroup_ns: plan.new_cgroup,
         seccomp: req.bundle.seccomp.as_ref(),
         labels: &req.bundle.labels,
+        bind_sources: &bind_sources,
     };
     let init_pid = if plan.single_clone() {
         // SAFETY: berth is single-threaded here and the child never returns: init::run ends
@@ -196,6 +203,7 @@ fn spawn_inner<'a>(
         pid
     };
     drop(child_chan);
+    drop(bind_sources);
     drop(fifo);
     drop(console);
 

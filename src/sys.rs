@@ -193,3 +193,43 @@ pub fn openat2(
     // SAFETY: a fresh fd that nothing else owns.
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
+
+pub const OPEN_TREE_CLONE: u32 = 1;
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (recursive when
+/// asked), as an fd that `move_mount` can attach anywhere, in any mount namespace.
+pub fn open_tree_clone(
+    path: &std::path::Path,
+    recursive: bool,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: cpath is a valid C string for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    let fd = Errno::result(r)? as RawFd;
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// move_mount(2) from a detached mount fd onto the object `to` refers to.
+pub fn move_mount_fds(from: RawFd, to: RawFd) -> nix::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let empty = c"";
+    // SAFETY: both paths are the empty C string; the fds are owned by the caller.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            empty.as_ptr(),
+            to,
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map(drop)
+}

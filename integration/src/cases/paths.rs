@@ -40,6 +40,10 @@ pub fn cases() -> Vec<Case> {
             name: "config/dev_readonly",
             run: dev_readonly,
         },
+        Case {
+            name: "config/userns_bind_private_parent",
+            run: userns_bind_private_parent,
+        },
     ]
 }
 
@@ -266,6 +270,41 @@ fn dev_readonly(ctx: &mut Ctx) -> R {
             "! touch /dev/new-file 2>/dev/null",
             "grep -q ' /dev ro,' /proc/self/mountinfo",
         ],
+        false,
+    )
+}
+
+/// In a user namespace, a bind source under a 0700 host directory: opened on the host before
+/// the namespace is entered, so the mount works (runc does the same).
+fn userns_bind_private_parent(ctx: &mut Ctx) -> R {
+    use std::os::unix::fs::PermissionsExt;
+    let private = ctx.dir("private");
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700))?;
+    let data = private.join("data");
+    fs::create_dir_all(&data)?;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755))?;
+    fs::write(data.join("file"), "private-data")?;
+    fs::set_permissions(data.join("file"), fs::Permissions::from_mode(0o644))?;
+    let data_s = data.to_string_lossy().into_owned();
+    ctx.inside(
+        &move |b: &mut crate::bundle::Bundle| {
+            let mut ns = b.config["linux"]["namespaces"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            ns.push(json!({"type": "user"}));
+            b.config["linux"]["namespaces"] = json!(ns);
+            b.config["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            b.config["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            b.add_mount(json!({"destination": "/mnt/data", "type": "bind",
+                               "source": data_s, "options": ["rbind", "ro"]}));
+            b.write()?;
+            b.chown_rootfs(100000, 100000)?;
+            Ok(())
+        },
+        &["[ \"$(cat /mnt/data/file)\" = private-data ]"],
         false,
     )
 }
