@@ -51,7 +51,7 @@ pub fn setup(socket: &UnixStream, size: Option<&ConsoleSize>) -> Result<()> {
     drop(master);
     let slave: RawFd = open(
         slave_name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .with_step(|| format!("open {slave_name}"))?;
