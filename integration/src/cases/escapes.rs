@@ -9,6 +9,7 @@ use crate::runtime::{one_line, read_lossy, Opts};
 use crate::{bail, ensure, host};
 use serde_json::{json, Value};
 use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub fn cases() -> Vec<Case> {
@@ -20,6 +21,10 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "escapes/capabilities_small_bounding",
             run: capabilities_small_bounding,
+        },
+        Case {
+            name: "escapes/capabilities_bounding_beyond_permitted",
+            run: capabilities_bounding_beyond_permitted,
         },
         Case {
             name: "escapes/leaked_fd_container",
@@ -92,6 +97,61 @@ fn capabilities_small_bounding(ctx: &mut Ctx) -> R {
     let checks = cap_checks(&want);
     let refs: Vec<&str> = checks.iter().map(String::as_str).collect();
     ctx.inside(&setup, &refs, true)
+}
+
+/// The runtime is started through setpriv(1) so that CAP_SYS_TIME is in its bounding set but
+/// not in its permitted set (SECBIT_NOROOT plus ambient caps): a drop loop that only walks the
+/// runtime's own permitted set leaves CAP_SYS_TIME in the container's bounding set.
+fn capabilities_bounding_beyond_permitted(ctx: &mut Ctx) -> R {
+    let list = match std::process::Command::new("setpriv")
+        .arg("--list-caps")
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => return Err(Fail::Skip("setpriv (util-linux) is not available".into())),
+    };
+    // `--list-caps` prints the names in capability-number order.
+    let names: Vec<&str> = list.lines().map(str::trim).collect();
+    let Some(prm) = host::own_cap_prm().and_then(|h| u64::from_str_radix(&h, 16).ok()) else {
+        bail!("cannot read the harness's CapPrm");
+    };
+    if prm & (1 << 25) == 0 {
+        return Err(Fail::Skip("CAP_SYS_TIME is not permitted here".into()));
+    }
+    let mut drops: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 64 && prm & (1u64 << i) == 0)
+        .map(|(_, n)| format!("-{n}"))
+        .collect();
+    drops.push("-sys_time".into());
+    let set = format!("+all,{}", drops.join(","));
+    let wrapper = ctx.tmp.join("runtime-without-sys-time");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec setpriv --securebits +noroot --inh-caps={set} --ambient-caps={set} \
+             -- '{}' \"$@\"\n",
+            ctx.rt.path.display()
+        ),
+    )?;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    let check = std::process::Command::new(&wrapper)
+        .arg("--version")
+        .output();
+    if !check.as_ref().is_ok_and(|o| o.status.success()) {
+        bail!("the setpriv wrapper does not run: {check:?}");
+    }
+    ctx.rt.path = wrapper;
+    // No capabilities object: everything empty, bounding included.
+    capabilities_absent(ctx).map_err(|e| match e {
+        Fail::Fail(m) => Fail::Fail(format!("without process.capabilities: {m}")),
+        skip => skip,
+    })?;
+    capabilities_small_bounding(ctx).map_err(|e| match e {
+        Fail::Fail(m) => Fail::Fail(format!("bounding [CAP_KILL]: {m}")),
+        skip => skip,
+    })
 }
 
 /// A host directory outside every rootfs, holding a marker file, for leaked-fd cases.
