@@ -365,7 +365,7 @@ fn cwd_leaked_fd(ctx: &mut Ctx) -> R {
 
 /// The host's memory hierarchy (cgroup v1), or a skip on a unified host.
 fn v1_memory() -> Result<PathBuf, Fail> {
-    let p = Path::new(host::CGROUP_ROOT).join("memory");
+    let p = v1_memory_path();
     if !p.join("cgroup.procs").is_file() || !p.join("memory.limit_in_bytes").exists() {
         return Err(Fail::Skip(
             "no cgroup v1 memory hierarchy on this host".into(),
@@ -374,17 +374,36 @@ fn v1_memory() -> Result<PathBuf, Fail> {
     Ok(p)
 }
 
-/// A marker cgroup at the root of the host's memory hierarchy, removed at the end of the case.
+/// A marker cgroup at the root of every host hierarchy (v1 controllers, named ones and the
+/// hybrid cgroup2 tree), removed at the end of the case.
 fn marker_cgroup(ctx: &mut Ctx) -> Result<String, Fail> {
+    v1_memory()?;
     let name = format!("berth-it-marker-{}", std::process::id());
-    let p = v1_memory()?.join(&name);
-    if !p.exists() {
-        fs::create_dir(&p)?;
+    let mut made = Vec::new();
+    for h in host::hierarchies() {
+        if !h.join("cgroup.procs").is_file() {
+            continue;
+        }
+        let p = h.join(&name);
+        if !p.exists() {
+            fs::create_dir(&p)?;
+        }
+        made.push(p);
     }
+    ensure!(
+        made.iter().any(|p| p.starts_with(v1_memory_path())),
+        "marker cgroup was not created in the memory hierarchy ({made:?})"
+    );
     ctx.on_cleanup(move || {
-        let _ = fs::remove_dir(&p);
+        for p in made {
+            let _ = fs::remove_dir(&p);
+        }
     });
     Ok(name)
+}
+
+fn v1_memory_path() -> PathBuf {
+    Path::new(host::CGROUP_ROOT).join("memory")
 }
 
 /// Checks shared by both cgroup cases: the container's memory cgroup is mounted, holds the
@@ -393,7 +412,7 @@ fn cgroup_checks(marker: &str) -> Vec<String> {
     let mut v = vec![
         "[ -f /sys/fs/cgroup/memory/cgroup.procs ]".to_string(),
         "grep -qx 1 /sys/fs/cgroup/memory/cgroup.procs".to_string(),
-        format!("! ls /sys/fs/cgroup/memory | grep -q {marker}"),
+        format!("! ls /sys/fs/cgroup/* | grep {marker}"),
         // The container's own cgroup has no child cgroups: any directory is the host's.
         "for d in /sys/fs/cgroup/*/*; do [ -d \"$d\" ] && { echo \"host cgroup visible: $d\"; \
          exit 1; }; done; true"
@@ -412,10 +431,6 @@ fn cgroup_checks(marker: &str) -> Vec<String> {
 /// /proc/self/cgroup paths are all "/".
 fn cgroup_v1_cgroupns(ctx: &mut Ctx) -> R {
     let marker = marker_cgroup(ctx)?;
-    ensure!(
-        v1_memory()?.join(&marker).is_dir(),
-        "marker cgroup was not created on the host"
-    );
     let setup = |b: &mut Bundle| -> R {
         if let Some(ns) = b.config["linux"]["namespaces"].as_array_mut() {
             ns.push(json!({"type": "cgroup"}));
@@ -432,10 +447,6 @@ fn cgroup_v1_cgroupns(ctx: &mut Ctx) -> R {
 /// host's hierarchy.
 fn cgroup_v1_no_cgroupns(ctx: &mut Ctx) -> R {
     let marker = marker_cgroup(ctx)?;
-    ensure!(
-        v1_memory()?.join(&marker).is_dir(),
-        "marker cgroup was not created on the host"
-    );
     let checks = cgroup_checks(&marker);
     let refs: Vec<&str> = checks.iter().map(String::as_str).collect();
     ctx.inside(&no_setup, &refs, false)
