@@ -20,17 +20,16 @@ fn socket_activation_fds() -> u32 {
         .unwrap_or(0)
 }
 
-/// Called first thing in `main`: marks every inherited fd from 3 up close-on-exec, except the
-/// socket-activation fds and the `preserve_fds` after them. Whatever berth opens later is
-/// close-on-exec too, so nothing else survives an execve of berth or its children.
+/// Called first thing in `main`: every inherited fd from 3 up is closed, except the
+/// socket-activation fds and the `preserve_fds` after them. Closed, not only marked
+/// close-on-exec: berth's stage and init are clones, not execs, so a close-on-exec fd would
+/// still be open in the init while it resolves `process.cwd`, `process.args[0]` and hook paths
+/// (`/proc/self/fd/N/...` would reach the host). Whatever berth opens later is close-on-exec,
+/// and the init marks all but the preserved fds close-on-exec before its execve.
 pub fn seal_inherited(preserve_fds: u32) -> Result<()> {
     let first = 3u32
         .saturating_add(socket_activation_fds())
         .saturating_add(preserve_fds);
-    sys::cloexec_from(first).map_err(|e| {
-        Error::sys(
-            format!("mark inherited fds from {first} up close-on-exec"),
-            e,
-        )
-    })
+    sys::close_inherited_from(first)
+        .map_err(|e| Error::sys(format!("close inherited fds from {first} up"), e))
 }

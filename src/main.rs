@@ -11,7 +11,7 @@ use cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Before anything else: no fd berth inherited may leak into a container or hook.
+    // Before anything else: no fd berth inherited may reach a container or hook.
     let preserve = match &cli.command {
         Command::Create(a) => a.preserve_fds,
         Command::Run(a) => a.create.preserve_fds,

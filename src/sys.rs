@@ -102,6 +102,36 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     Ok(())
 }
 
+/// Closes every fd from `first` up. Only for start-up, before this process has opened anything
+/// of its own there: a descriptor something in the process still used would be pulled from under
+/// it.
+pub fn close_inherited_from(first: u32) -> nix::Result<()> {
+    // SAFETY: close_range only closes this process's descriptors; the caller owns none of them
+    // (they were inherited and nothing in this process refers to them).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0 as libc::c_uint) };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = Errno::last();
+    if err != Errno::ENOSYS {
+        return Err(err);
+    }
+    // Kernels before 5.9: walk /proc/self/fd.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        match nix::unistd::close(fd) {
+            // The directory walk's own descriptor, closed by now.
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Makes `cmd`'s child close every descriptor but 0, 1 and 2 when it execs, whatever this process
 /// holds (e.g. fds kept for `--preserve-fds` in the container's init): hooks get no caller fds.
 pub fn only_stdio_on_exec(cmd: &mut std::process::Command) {

@@ -39,6 +39,10 @@ pub fn cases() -> Vec<Case> {
             run: cwd_leaked_fd,
         },
         Case {
+            name: "escapes/exec_leaked_fd",
+            run: exec_leaked_fd,
+        },
+        Case {
             name: "escapes/cgroup_v1_cgroupns",
             run: cgroup_v1_cgroupns,
         },
@@ -307,59 +311,107 @@ fn leaked_fd_hooks(ctx: &mut Ctx) -> R {
     Ok(())
 }
 
-/// `process.cwd` = `/proc/self/fd/3`, fd 3 being a host directory the harness leaked into
-/// `create`: create must fail, or the process must start inside its root. Also with a missing
-/// directory below it, which must not be created on the host.
+/// `process.cwd` = `/proc/self/fd/3`, fd 3 being a host directory handed to `create`, either
+/// leaked (not counted in `--preserve-fds`) or preserved on purpose: create must fail, or the
+/// process must start inside its root. Also with a missing directory below it, which must not
+/// be created on the host.
 fn cwd_leaked_fd(ctx: &mut Ctx) -> R {
     let (dir, marker) = host_dir(ctx)?;
     let script = sh_script(&["pwd", "ls", "ls ..", "ls ../.."]);
-    for (cwd, made) in [
-        ("/proc/self/fd/3", None),
-        ("/proc/self/fd/3/berth-made-this", Some("berth-made-this")),
-    ] {
-        let mut ct = ctx.container(&["sh", "-c", &script])?;
-        ct.b.config["process"]["cwd"] = json!(cwd);
-        ct.b.write()?;
-        let o = ct.create_raw(
-            &[],
-            Opts {
-                stdout: Some(ct.out.clone()),
-                stderr: Some(ct.err.clone()),
-                extra_fds: vec![File::open(&dir)?],
-                ..Default::default()
-            },
-        );
-        if let Some(m) = made {
+    for preserve in [false, true] {
+        for (cwd, made) in [
+            ("/proc/self/fd/3", None),
+            ("/proc/self/fd/3/berth-made-this", Some("berth-made-this")),
+        ] {
+            let how = if preserve { "preserved" } else { "leaked" };
+            let what = format!("cwd {cwd} ({how} fd 3)");
+            let mut ct = ctx.container(&["sh", "-c", &script])?;
+            ct.b.config["process"]["cwd"] = json!(cwd);
+            ct.b.write()?;
+            let extra: &[&str] = if preserve {
+                &["--preserve-fds", "1"]
+            } else {
+                &[]
+            };
+            let o = ct.create_raw(
+                extra,
+                Opts {
+                    stdout: Some(ct.out.clone()),
+                    stderr: Some(ct.err.clone()),
+                    extra_fds: vec![File::open(&dir)?],
+                    ..Default::default()
+                },
+            );
+            if let Some(m) = made {
+                ensure!(
+                    !dir.join(m).exists(),
+                    "{what}: the runtime created {} on the host",
+                    dir.join(m).display()
+                );
+            }
+            if !o.success() {
+                // Refused: the right outcome; nothing may be left behind.
+                let left = super::leftovers(ctx, &ct.id, &ct.b.dir);
+                ensure!(left.is_empty(), "{what}: create failed but left {left:?}");
+                continue;
+            }
+            let o = ct.start();
+            ensure!(o.success(), "{what}: start failed: {}", o.brief());
+            ct.wait_status("stopped", 5)?;
+            let out = ct.stdout_text();
             ensure!(
-                !dir.join(m).exists(),
-                "cwd {cwd}: the runtime created {} on the host",
-                dir.join(m).display()
+                !out.contains(marker) && !out.contains("unreachable"),
+                "{what}: the container started in a host directory: {}",
+                one_line(&out, 300)
+            );
+            let pwd = out.lines().next().unwrap_or("");
+            ensure!(
+                pwd.starts_with('/'),
+                "{what}: pwd in the container is {pwd:?}"
             );
         }
-        if !o.success() {
-            // Refused: the right outcome; nothing may be left behind.
-            let left = super::leftovers(ctx, &ct.id, &ct.b.dir);
-            ensure!(
-                left.is_empty(),
-                "cwd {cwd}: create failed but left {left:?}"
-            );
-            continue;
-        }
-        let o = ct.start();
-        ensure!(o.success(), "cwd {cwd}: start failed: {}", o.brief());
-        ct.wait_status("stopped", 5)?;
-        let out = ct.stdout_text();
-        ensure!(
-            !out.contains(marker) && !out.contains("unreachable"),
-            "cwd {cwd}: the container started in a host directory: {}",
-            one_line(&out, 300)
-        );
-        let pwd = out.lines().next().unwrap_or("");
-        ensure!(
-            pwd.starts_with('/'),
-            "cwd {cwd}: pwd in the container is {pwd:?}"
-        );
     }
+    Ok(())
+}
+
+/// `process.args[0]` = `/proc/self/fd/3/busybox`, fd 3 being the host's directory of busybox
+/// leaked into `create`: the container must not run a host binary (its /proc/self/exe would
+/// then be a host file it can reopen).
+fn exec_leaked_fd(ctx: &mut Ctx) -> R {
+    let host_bin = Path::new(crate::bundle::BUSYBOX)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let ct = ctx.container(&[
+        "/proc/self/fd/3/busybox",
+        "sh",
+        "-c",
+        "echo HOST-BINARY-RAN; readlink /proc/self/exe",
+    ])?;
+    ct.b.write()?;
+    let o = ct.create_raw(
+        &[],
+        Opts {
+            stdout: Some(ct.out.clone()),
+            stderr: Some(ct.err.clone()),
+            extra_fds: vec![File::open(&host_bin)?],
+            ..Default::default()
+        },
+    );
+    if !o.success() {
+        let left = super::leftovers(ctx, &ct.id, &ct.b.dir);
+        ensure!(left.is_empty(), "create failed but left {left:?}");
+        return Ok(());
+    }
+    let o = ct.start();
+    ensure!(o.success(), "start failed: {}", o.brief());
+    ct.wait_status("stopped", 5)?;
+    let out = ct.stdout_text();
+    ensure!(
+        !out.contains("HOST-BINARY-RAN"),
+        "the container ran a host binary through a leaked fd: {}",
+        one_line(&out, 300)
+    );
     Ok(())
 }
 
