@@ -143,10 +143,26 @@ pub fn only_stdio_on_exec(cmd: &mut std::process::Command) {
             const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
             let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
             if r == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
+                return Ok(());
             }
+            // Kernels before 5.11: flag each possible descriptor (bounded, and still without
+            // allocating); EBADF just means the number is not open.
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let top = lim.rlim_cur.min(1 << 20) as libc::c_int;
+            for fd in 3..top {
+                if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0
+                    && *libc::__errno_location() != libc::EBADF
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
         });
     }
 }
