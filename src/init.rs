@@ -242,9 +242,9 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
 ///
 /// Why getcwd(2): the kernel builds its answer by walking the dentry of the directory we really
 /// are in up to this process's root (the container's, after pivot_root or chroot). A directory
-/// that walk cannot reach, however we got there (a magic link such as `/proc/self/fd/N` to an
-/// inherited host fd, or a bind of a host path), is reported as "(unreachable)/..." instead of an
-/// absolute path. It checks the directory we hold, not a path re-resolved later, so there is no
+/// that walk cannot reach, however we got there (e.g. a magic link such as `/proc/self/fd/N` to
+/// a host directory fd), is reported as "(unreachable)/..." instead of an absolute path; string
+/// checks on the configured path cannot see through such links. It checks the directory we hold, not a path re-resolved later, so there is no
 /// window between the check and its use. We call the syscall directly: libc versions differ in
 /// whether they return that text or fail with ENOENT.
 fn check_cwd_inside_root(cwd: &Path) -> Result<()> {
