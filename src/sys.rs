@@ -182,13 +182,6 @@ pub fn capbset_drop(cap: u32) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
-/// Is capability number `cap` in the bounding set (PR_CAPBSET_READ)?
-pub fn capbset_has(cap: u32) -> nix::Result<bool> {
-    // SAFETY: PR_CAPBSET_READ takes a capability number and only reads.
-    let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-    Errno::result(r).map(|r| r == 1)
-}
-
 /// The working directory as the kernel's getcwd(2) reports it, without libc's rewriting: a
 /// directory not reachable from the process's root comes back as "(unreachable)/...".
 pub fn getcwd_raw() -> nix::Result<Vec<u8>> {
