@@ -150,6 +150,7 @@ pub fn join_and_apply(path: &Path, pid: i32, resources: Option<&LinuxResources>)
     let mgr = manager(path)?;
     mgr.add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+    join_other_hierarchies(path, pid)?;
     if let Some(resources) = resources {
         let opt = ControllerOpt {
             resources,
@@ -167,6 +168,36 @@ pub fn join_and_apply(path: &Path, pid: i32, resources: Option<&LinuxResources>)
     Ok(())
 }
 
+/// On v1 and hybrid hosts libcgroups joins only the controllers it manages; named hierarchies
+/// (name=systemd) and the hybrid cgroup2 `unified` tree would leave the container in the
+/// runtime's own cgroup, which a cgroup mount inside the container would then show with all
+/// its siblings. The container gets its own cgroup in every hierarchy.
+fn join_other_hierarchies(path: &Path, pid: i32) -> Result<()> {
+    if is_unified() {
+        return Ok(());
+    }
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    for base in hierarchies() {
+        let dir = base.join(rel);
+        let procs = dir.join("cgroup.procs");
+        // Another container's delete may remove a shared, empty parent between the mkdir and
+        // the join: make the path again then.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let r = fs::create_dir_all(&dir).and_then(|()| fs::write(&procs, pid.to_string()));
+            match r {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => continue,
+                Err(e) => {
+                    return Err(Error::Cgroup(format!("join {}: {e}", procs.display())));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes the container's cgroup, then its empty parents down to `created_depth`.
 pub fn remove(path: &Path, created_depth: usize) -> Result<()> {
     let result = manager(path).and_then(|m| {
@@ -176,6 +207,8 @@ pub fn remove(path: &Path, created_depth: usize) -> Result<()> {
     let depth = path.components().count().saturating_sub(1);
     for base in hierarchies() {
         let mut p = base.join(path.strip_prefix("/").unwrap_or(path));
+        // Hierarchies libcgroups does not manage (see join_other_hierarchies).
+        let _ = fs::remove_dir(&p);
         for _ in created_depth..depth {
             if !p.pop() {
                 break;

@@ -74,6 +74,8 @@ fn run(kind: Kind, hook: &Hook, state: &str) -> Result<()> {
         }
     }
     cmd.env_clear();
+    // The hook gets the state on stdin and our stdout/stderr pipe, nothing else we hold.
+    crate::sys::only_stdio_on_exec(&mut cmd);
     for kv in hook.env().iter().flatten() {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);

@@ -214,10 +214,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         security::set_rlimits(rl)?;
     }
     let cwd = process.cwd();
-    if !cwd.exists() {
-        std::fs::create_dir_all(cwd).map_err(|e| Error::io("process.cwd", cwd, e))?;
-    }
-    chdir(cwd).with_step(|| format!("process.cwd: chdir {}", cwd.display()))?;
+    enter_cwd(cwd)?;
     let mut program = resolve_program(process)?;
     // startContainer hooks run once the process is about to run: they see it as running.
     program.state = match serde_json::from_str::<crate::state::OciState>(&state) {
@@ -243,6 +240,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     security::finalize_identity(process)?;
     // Checked after the switch: the user must be able to enter its own cwd.
     chdir(cwd).with_step(|| format!("process.cwd: chdir {} as the process user", cwd.display()))?;
+    check_cwd_inside_root(cwd)?;
     security::set_umask(process);
     security::set_no_new_privileges(process)?;
     if let Some(f) = seccomp_now.filter(|_| nnp) {
@@ -262,6 +260,49 @@ fn load_seccomp(ctx: &InitContext, filter: &Filter) -> Result<()> {
         ctx.chan.expect("SeccompDone")?;
     }
     Ok(())
+}
+
+/// Enters `process.cwd`, creating it if missing, and refuses a directory outside the container's
+/// root (e.g. `/proc/self/fd/N` naming a descriptor inherited from the host, CVE-2024-21626).
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    if !cwd.exists() {
+        // Missing parts are only created below an existing ancestor that is inside the root, so
+        // a path through a magic link cannot create directories on the host.
+        let mut base = cwd;
+        while !base.exists() {
+            base = base.parent().unwrap_or(Path::new("/"));
+        }
+        chdir(base).with_step(|| format!("process.cwd: chdir {}", base.display()))?;
+        check_cwd_inside_root(cwd)?;
+        std::fs::create_dir_all(cwd).map_err(|e| Error::io("process.cwd", cwd, e))?;
+    }
+    chdir(cwd).with_step(|| format!("process.cwd: chdir {}", cwd.display()))?;
+    check_cwd_inside_root(cwd)
+}
+
+/// Fails unless the current directory lies inside the process's root.
+///
+/// Why getcwd(2): the kernel builds its answer by walking the dentry of the directory we really
+/// are in up to this process's root (the container's, after pivot_root or chroot). A directory
+/// that walk cannot reach, however we got there (e.g. a magic link such as `/proc/self/fd/N` to
+/// a host directory fd), is reported as "(unreachable)/..." instead of an absolute path; string
+/// checks on the configured path cannot see through such links. It checks the directory we hold, not a path re-resolved later, so there is no
+/// window between the check and its use. We call the syscall directly: libc versions differ in
+/// whether they return that text or fail with ENOENT.
+fn check_cwd_inside_root(cwd: &Path) -> Result<()> {
+    let got =
+        sys::getcwd_raw().with_step(|| format!("process.cwd: getcwd in {}", cwd.display()))?;
+    if got.first() == Some(&b'/') {
+        return Ok(());
+    }
+    Err(Error::config(
+        "process.cwd",
+        format!(
+            "{} is outside the container's root (the kernel reports {:?})",
+            cwd.display(),
+            String::from_utf8_lossy(&got)
+        ),
+    ))
 }
 
 /// A fresh session keyring, so the container cannot see the caller's keys.
@@ -352,7 +393,14 @@ fn exec_process(ctx: &InitContext, program: &Program) -> ! {
         eprintln!("berth: {e}");
         exit_now(1);
     }
-    let _ = sys::cloexec_from(3 + ctx.preserve_fds);
+    // Only stdio and the preserved fds may reach the process; a failure here must not exec.
+    if let Err(e) = sys::cloexec_from(3 + ctx.preserve_fds) {
+        eprintln!(
+            "berth: mark fds from {} up close-on-exec: {e}",
+            3 + ctx.preserve_fds
+        );
+        exit_now(1);
+    }
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&SigSet::empty()),

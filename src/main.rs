@@ -4,18 +4,29 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use berth::lifecycle::{self, Context, CreateOptions};
-use berth::{logging, signals};
+use berth::{fds, logging, signals};
 use clap::Parser;
 
 use cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything else: no fd berth inherited may reach a container or hook.
+    let preserve = match &cli.command {
+        Command::Create(a) => a.preserve_fds,
+        Command::Run(a) => a.create.preserve_fds,
+        _ => 0,
+    };
+    let sealed = fds::seal_inherited(preserve);
     logging::init(
         cli.log.as_deref(),
         cli.log_format == LogFormat::Json,
         cli.debug,
     );
+    if let Err(e) = sealed {
+        logging::log_error_record(&format!("{e}"));
+        return ExitCode::FAILURE;
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

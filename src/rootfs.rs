@@ -2,6 +2,7 @@
 //! rootfs bind, the config's mounts in order, devices, pivot_root, masked and read-only paths.
 //! Destinations are resolved inside the rootfs: a symlink can never lead a mount out of it.
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, SFlag};
 use nix::unistd::{chdir, chroot, pivot_root, Gid, Uid};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 
 use crate::error::{Error, Result, SysContext};
 use crate::lsm::Labels;
@@ -312,7 +313,6 @@ fn unescape_mountinfo(s: &str) -> String {
     out
 }
 
-/// Step 2: the config's mounts, in order.
 /// Bind sources opened on the host, before a user namespace is entered: its root may not be
 /// able to reach them by path (a 0700 parent directory), but can mount from the fd. One entry
 /// per mount, `None` for the others.
@@ -343,6 +343,7 @@ pub fn open_bind_sources(spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
     Ok(out)
 }
 
+/// Step 2: the config's mounts, in order.
 pub fn mount_all(
     spec: &Spec,
     rootfs: &Path,
@@ -351,6 +352,12 @@ pub fn mount_all(
     bind_sources: &[Option<OwnedFd>],
 ) -> Result<()> {
     let root = Root::open(rootfs)?;
+    // By now the init is in the container's cgroup namespace, if the config asks for one.
+    let cgroup_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
     for (i, m) in spec
         .mounts()
         .as_deref()
@@ -359,7 +366,7 @@ pub fn mount_all(
         .enumerate()
     {
         let src_fd = bind_sources.get(i).and_then(Option::as_ref);
-        mount_one(m, &root, rootfs, in_userns, labels, src_fd).map_err(|e| {
+        mount_one(m, &root, rootfs, in_userns, labels, src_fd, cgroup_ns).map_err(|e| {
             Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
         })?;
     }
@@ -428,6 +435,7 @@ fn mount_one(
     in_userns: bool,
     labels: &Labels,
     src_fd: Option<&OwnedFd>,
+    cgroup_ns: bool,
 ) -> Result<()> {
     let opts = mount_options(m.options().as_deref().unwrap_or_default())
         .map_err(|r| Error::config("options", r))?;
@@ -436,7 +444,7 @@ fn mount_one(
     let dest_rel = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
         let dest = secure_join(rootfs, dest_rel)?;
-        return mount_cgroup(&dest, typ, &opts);
+        return mount_cgroup(&dest, typ, &opts, cgroup_ns);
     }
     let source = m.source().as_deref();
     // Every mount below goes onto a resolved fd, never onto a path resolved again.
@@ -573,9 +581,13 @@ fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
     }
 }
 
-/// cgroup mounts: on a unified host a cgroup2 mount; on v1 and hybrid hosts a tmpfs holding a
-/// bind of the container's own cgroup from every hierarchy, as runc does.
-fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
+/// cgroup mounts: on a unified host a cgroup2 mount; on v1 and hybrid hosts a tmpfs holding, for
+/// every hierarchy the host mounts under /sys/fs/cgroup (the cgroup2 `unified` one included),
+/// only the container's own cgroup — never the host's whole tree (escape class 6). With a cgroup
+/// namespace each hierarchy is mounted afresh, which the kernel roots at the namespace's root
+/// (the container's cgroup: the init was placed there before it unshared). Without one, the
+/// container's cgroup directory is bound from the host's mount.
+fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts, cgroup_ns: bool) -> Result<()> {
     create_mount_point(dest, true)?;
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base_flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
@@ -599,52 +611,61 @@ fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
         .map_err(|e| Error::io("read own cgroups", "/proc/self/cgroup", e))?;
     let info = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read mountinfo", "/proc/self/mountinfo", e))?;
-    for line in info.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
+    let subsystems = fs::read_to_string("/proc/cgroups")
+        .map_err(|e| Error::io("read cgroup controllers", "/proc/cgroups", e))?;
+    let mut done = HashSet::new();
+    for h in host_cgroup_mounts(&info) {
+        let Some(name) = h.mount_point.file_name().map(|n| n.to_owned()) else {
             continue;
         };
-        let post: Vec<&str> = post.split(' ').collect();
-        let fstype = post.first().copied().unwrap_or("");
-        if fstype != "cgroup" && fstype != "cgroup2" {
+        // A hierarchy mounted twice is shown once.
+        if !done.insert(name.clone()) {
             continue;
         }
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let Some(mp) = pre.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
-            continue;
-        };
-        if !mp.starts_with("/sys/fs/cgroup") || mp == Path::new("/sys/fs/cgroup") {
-            continue;
-        }
-        let Some(name) = mp.file_name().map(|n| n.to_owned()) else {
-            continue;
-        };
-        // Our cgroup in this hierarchy, from /proc/self/cgroup.
-        let super_opts = post.get(2).copied().unwrap_or("");
-        let own_path = own.lines().find_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
-            let matches = if fstype == "cgroup2" {
-                ctrls.is_empty()
-            } else {
-                !ctrls.is_empty()
-                    && ctrls.split(',').all(|c| {
-                        super_opts.split(',').any(|o| {
-                            o == c || o == format!("name={}", c.trim_start_matches("name="))
-                        })
-                    })
-            };
-            matches.then(|| path.to_string())
-        });
-        let Some(own_path) = own_path else { continue };
-        let src = mp.join(own_path.trim_start_matches('/'));
         let target = dest.join(&name);
-        create_mount_point(&target, true)?;
-        mnt(Some(&src), &target, None, MsFlags::MS_BIND, None)?;
-        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base_flags;
+        let mut flags = base_flags;
         if ro {
             flags |= MsFlags::MS_RDONLY;
         }
-        mnt(None, &target, None, flags, None)?;
+        if cgroup_ns {
+            create_mount_point(&target, true)?;
+            if h.fstype == "cgroup2" {
+                mnt(
+                    Some(Path::new("cgroup2")),
+                    &target,
+                    Some("cgroup2"),
+                    flags,
+                    None,
+                )?;
+            } else {
+                let data = v1_mount_data(&h.super_opts, &subsystems);
+                mnt(
+                    Some(Path::new("cgroup")),
+                    &target,
+                    Some("cgroup"),
+                    flags,
+                    Some(data.as_str()),
+                )?;
+            }
+            continue;
+        }
+        let Some(own_path) = own_cgroup(&own, h.fstype, &h.super_opts) else {
+            continue;
+        };
+        // Our cgroup relative to what this mount shows (its root is usually the hierarchy's).
+        let Ok(rel) = Path::new(&own_path).strip_prefix(&h.root) else {
+            continue;
+        };
+        let src = h.mount_point.join(rel);
+        create_mount_point(&target, true)?;
+        mnt(Some(&src), &target, None, MsFlags::MS_BIND, None)?;
+        mnt(
+            None,
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None,
+        )?;
     }
     if ro {
         mnt(
@@ -656,6 +677,80 @@ fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One cgroup or cgroup2 mount of the host's under /sys/fs/cgroup, from mountinfo.
+struct HostCgroupMount {
+    fstype: &'static str,
+    root: PathBuf,
+    mount_point: PathBuf,
+    super_opts: String,
+}
+
+fn host_cgroup_mounts(info: &str) -> Vec<HostCgroupMount> {
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let post: Vec<&str> = post.split(' ').collect();
+        let fstype = match post.first().copied() {
+            Some("cgroup") => "cgroup",
+            Some("cgroup2") => "cgroup2",
+            _ => continue,
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let (Some(root), Some(mp)) = (pre.get(3), pre.get(4)) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if !mp.starts_with("/sys/fs/cgroup") || mp == Path::new("/sys/fs/cgroup") {
+            continue;
+        }
+        out.push(HostCgroupMount {
+            fstype,
+            root: PathBuf::from(unescape_mountinfo(root)),
+            mount_point: mp,
+            super_opts: post.get(2).copied().unwrap_or("").to_string(),
+        });
+    }
+    out
+}
+
+/// Our cgroup path in the hierarchy with these super options, from /proc/self/cgroup.
+fn own_cgroup(own: &str, fstype: &str, super_opts: &str) -> Option<String> {
+    own.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+        let matches = if fstype == "cgroup2" {
+            ctrls.is_empty()
+        } else {
+            !ctrls.is_empty()
+                && ctrls
+                    .split(',')
+                    .all(|c| super_opts.split(',').any(|o| o == c))
+        };
+        matches.then(|| path.to_string())
+    })
+}
+
+/// The options that name a v1 hierarchy (its controllers and `name=`), from a mount's super
+/// options: mounting with exactly these attaches to the existing hierarchy.
+pub fn v1_mount_data(super_opts: &str, proc_cgroups: &str) -> String {
+    let known: HashSet<&str> = proc_cgroups
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let picked: Vec<&str> = super_opts
+        .split(',')
+        .filter(|o| o.starts_with("name=") || known.contains(o))
+        .collect();
+    if picked.is_empty() {
+        "none".to_string()
+    } else {
+        picked.join(",")
+    }
 }
 
 const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [

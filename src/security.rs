@@ -10,7 +10,7 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{Capabilities, PosixRlimit, PosixRlimitType, Process};
 
 use crate::error::{Error, Result, SysContext};
-use crate::logging;
+use crate::{logging, sys};
 
 pub fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
     use PosixRlimitType::*;
@@ -81,21 +81,19 @@ fn cap_set(names: &Option<Capabilities>, available: &CapsHashSet) -> CapsHashSet
     out
 }
 
-/// Switches to the process's user and leaves exactly the configured capabilities.
+/// Switches to the process's user and leaves exactly the configured capabilities. Without a
+/// `process.capabilities` object every set is empty, as in runc.
 pub fn finalize_identity(process: &Process) -> Result<()> {
     let user = process.user();
     // What berth itself holds is all it can hand on (e.g. a VM without CAP_SYS_RESOURCE).
     let available = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let none = Capabilities::default();
     let wanted = process.capabilities().as_ref();
-    if let Some(c) = wanted {
-        let bounding = cap_set(c.bounding(), &available);
-        for cap in caps::all() {
-            if available.contains(&cap) && !bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(|e| Error::Other(format!("drop {cap} from the bounding set: {e}")))?;
-            }
-        }
-    }
+    let bounding = match wanted {
+        Some(c) => cap_set(c.bounding(), &available),
+        None => cap_set(&Some(none.clone()), &available),
+    };
+    drop_bounding_except(&bounding)?;
     nix::sys::prctl::set_keepcaps(true).step("keep capabilities across setuid")?;
     let gids: Vec<Gid> = user
         .additional_gids()
@@ -120,25 +118,55 @@ pub fn finalize_identity(process: &Process) -> Result<()> {
     setresgid(gid, gid, gid).with_step(|| format!("process.user.gid: setresgid {gid}"))?;
     setresuid(uid, uid, uid).with_step(|| format!("process.user.uid: setresuid {uid}"))?;
     nix::sys::prctl::set_keepcaps(false).step("clear keep-capabilities")?;
-    if let Some(c) = wanted {
+    {
+        let empty = Some(none);
+        let pick = |f: fn(&oci_spec::runtime::LinuxCapabilities) -> &Option<Capabilities>| {
+            wanted.map_or(&empty, f)
+        };
         let set = |which: CapSet, names: &Option<Capabilities>| -> Result<()> {
             caps::set(None, which, &cap_set(names, &available))
                 .map_err(|e| Error::Other(format!("process.capabilities: set {which:?}: {e}")))
         };
         // Shrink in an order the kernel accepts at each step: effective must stay within
         // permitted, and inheritable can only grow while the caps are still permitted.
-        set(CapSet::Effective, c.effective())?;
-        set(CapSet::Inheritable, c.inheritable())?;
-        set(CapSet::Permitted, c.permitted())?;
+        set(CapSet::Effective, pick(|c| c.effective()))?;
+        set(CapSet::Inheritable, pick(|c| c.inheritable()))?;
+        set(CapSet::Permitted, pick(|c| c.permitted()))?;
         // Ambient capabilities must also be permitted and inheritable; the kernel refuses others.
         caps::clear(None, CapSet::Ambient)
             .map_err(|e| Error::Other(format!("clear ambient capabilities: {e}")))?;
-        for cap in cap_set(c.ambient(), &available) {
+        for cap in cap_set(pick(|c| c.ambient()), &available) {
             if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
                 // The kernel only allows ambient caps that are permitted and inheritable.
                 logging::debug(&format!("process.capabilities.ambient: {cap}: {e}"));
             }
         }
+    }
+    Ok(())
+}
+
+/// Drops from the bounding set every capability the kernel knows (0 to cap_last_cap) that is not
+/// in `keep`, including ones berth itself may not hold (a cap in the bounding set but not
+/// permitted would otherwise survive for a setuid or file-capability binary to pick up).
+fn drop_bounding_except(keep: &CapsHashSet) -> Result<()> {
+    let last = sys::cap_last_cap().map_err(|e| {
+        Error::io(
+            "drop bounding capabilities",
+            "/proc/sys/kernel/cap_last_cap",
+            e,
+        )
+    })?;
+    let kept: HashSet<u32> = keep.iter().map(|c| c.index() as u32).collect();
+    for n in 0..=last {
+        if kept.contains(&n) {
+            continue;
+        }
+        sys::capbset_drop(n).map_err(|e| {
+            Error::sys(
+                format!("process.capabilities.bounding: drop capability {n} from the bounding set"),
+                e,
+            )
+        })?;
     }
     Ok(())
 }

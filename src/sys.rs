@@ -71,7 +71,7 @@ pub fn mount_setattr_recursive(path: &str, set: u64, clr: u64) -> nix::Result<()
 }
 
 /// Marks every fd from `first` up close-on-exec, so only what the process should get survives
-/// execve.
+/// execve. Any failure is returned: a descriptor left inheritable could leak into the container.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes flags of this process's descriptors.
@@ -79,19 +79,119 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     if r == 0 {
         return Ok(());
     }
-    // Older kernels: walk /proc/self/fd.
+    let err = Errno::last();
+    if err != Errno::ENOSYS && err != Errno::EINVAL {
+        return Err(err);
+    }
+    // Kernels before 5.11: walk /proc/self/fd.
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|_| Errno::last())?
+        .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|&fd: &RawFd| fd >= first as RawFd)
         .collect();
     for fd in fds {
-        let _ = nix::fcntl::fcntl(
+        match nix::fcntl::fcntl(
             fd,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        );
+        ) {
+            // The directory walk's own descriptor, closed by now.
+            Ok(_) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
+}
+
+/// Closes every fd from `first` up. Only for start-up, before this process has opened anything
+/// of its own there: a descriptor something in the process still used would be pulled from under
+/// it.
+pub fn close_inherited_from(first: u32) -> nix::Result<()> {
+    // SAFETY: close_range only closes this process's descriptors; the caller owns none of them
+    // (they were inherited and nothing in this process refers to them).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0 as libc::c_uint) };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = Errno::last();
+    if err != Errno::ENOSYS {
+        return Err(err);
+    }
+    // Kernels before 5.9: walk /proc/self/fd.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        match nix::unistd::close(fd) {
+            // The directory walk's own descriptor, closed by now.
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s child close every descriptor but 0, 1 and 2 when it execs, whatever this process
+/// holds (e.g. fds kept for `--preserve-fds` in the container's init): hooks get no caller fds.
+pub fn only_stdio_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only makes one raw syscall
+    // (no allocation, no locks), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+            if r == 0 {
+                return Ok(());
+            }
+            // Kernels before 5.11: flag each possible descriptor (bounded, and still without
+            // allocating); EBADF just means the number is not open.
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let top = lim.rlim_cur.min(1 << 20) as libc::c_int;
+            for fd in 3..top {
+                if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0
+                    && *libc::__errno_location() != libc::EBADF
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The highest capability number the running kernel knows.
+pub fn cap_last_cap() -> std::io::Result<u32> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?;
+    s.trim()
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, s.trim().to_string()))
+}
+
+/// Removes capability number `cap` from the bounding set (PR_CAPBSET_DROP).
+pub fn capbset_drop(cap: u32) -> nix::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes a capability number and changes only this thread's set.
+    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// The working directory as the kernel's getcwd(2) reports it, without libc's rewriting: a
+/// directory not reachable from the process's root comes back as "(unreachable)/...".
+pub fn getcwd_raw() -> nix::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: the kernel writes at most buf.len() bytes into the live buffer.
+    let r = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    let n = Errno::result(r)? as usize;
+    // The returned length counts the terminating NUL.
+    buf.truncate(n.saturating_sub(1));
+    Ok(buf)
 }
 
 /// pidfd_open(2).

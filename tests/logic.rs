@@ -4,7 +4,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use berth::cgroups::resolve_path;
-use berth::rootfs::{mount_options, secure_join};
+use berth::rootfs::{mount_options, secure_join, v1_mount_data};
 use berth::signals::parse_signal;
 use berth::state::{parse_stat_start_time, validate_id};
 use nix::mount::MsFlags;
@@ -188,4 +188,17 @@ fn default_spec_is_valid() {
         let s: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
         berth::bundle::validate(&s).unwrap();
     }
+}
+
+#[test]
+fn cgroup_v1_mount_data_names_the_hierarchy() {
+    let proc_cgroups = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
+                        cpu\t1\t1\t1\ncpuacct\t2\t1\t1\nmemory\t4\t3\t1\nnet_cls\t5\t1\t1\n";
+    assert_eq!(v1_mount_data("rw,memory", proc_cgroups), "memory");
+    assert_eq!(v1_mount_data("rw,cpu,cpuacct", proc_cgroups), "cpu,cpuacct");
+    assert_eq!(
+        v1_mount_data("rw,xattr,name=systemd", proc_cgroups),
+        "name=systemd"
+    );
+    assert_eq!(v1_mount_data("rw,relatime", proc_cgroups), "none");
 }

@@ -18,6 +18,15 @@ pub fn ns_inode(pid: &str, ns: &str) -> Option<u64> {
 }
 
 /// True if the pid exists and is not a zombie.
+/// The harness's own permitted capabilities (hex, as in /proc/self/status): as root, what a
+/// runtime started from here can hand on.
+pub fn own_cap_prm() -> Option<String> {
+    let s = fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .map(|v| v.trim().to_string())
+}
+
 pub fn pid_alive(pid: i64) -> bool {
     if pid <= 0 {
         return false;

@@ -256,6 +256,13 @@ pub fn cap_bit(name: &str) -> Option<u32> {
 }
 
 /// Mask with bits 0..=last_cap set.
+/// A capability mask written in hex, with or without a 0x prefix.
+pub fn parse_hex_mask(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let t = t.strip_prefix("0x").unwrap_or(t);
+    u64::from_str_radix(t, 16).ok()
+}
+
 pub fn cap_all(last_cap: u32) -> u64 {
     if last_cap >= 63 {
         u64::MAX
@@ -628,5 +635,12 @@ CapAmb:\t0000000000000000\n";
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn hex_mask() {
+        assert_eq!(parse_hex_mask("000001fffeffffff"), Some(0x1fffeffffff));
+        assert_eq!(parse_hex_mask("0x10\n"), Some(16));
+        assert_eq!(parse_hex_mask("zz"), None);
     }
 }

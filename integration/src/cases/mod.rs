@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod cli;
 pub mod config;
 pub mod errors;
+pub mod escapes;
 pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
@@ -68,6 +69,7 @@ pub fn all() -> Vec<Case> {
     v.extend(hooks::cases());
     v.extend(seccomp::cases());
     v.extend(paths::cases());
+    v.extend(escapes::cases());
     v
 }
 
@@ -218,6 +220,9 @@ impl Ctx {
             if let Some(ino) = host::ns_inode("self", ns) {
                 ct.b.push_env(&format!("RUNTIMETEST_HOST_NS_{k}={ino}"));
             }
+        }
+        if let Some(caps) = host::own_cap_prm() {
+            ct.b.push_env(&format!("RUNTIMETEST_HOST_CAPS={caps}"));
         }
         setup(&mut ct.b)?;
         let o = ct.run_fg();
