@@ -68,8 +68,8 @@ const fn off_arg_hi(i: usize) -> u32 {
     20 + 8 * i as u32
 }
 
-// Classic BPF opcodes.
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+// Classic BPF opcodes: class | operation | source.
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
 const BPF_JMP_JA: u16 = 0x05;
 const BPF_JEQ_K: u16 = 0x05 | 0x10;

@@ -236,14 +236,9 @@ fn spawn_inner<'a>(
         hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
         parent_chan.send(&Msg::HooksDone)?;
     }
-    loop {
-        match parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
-            (Msg::SeccompFd, fds) => {
-                hand_to_agent(req, init_pid, fds)?;
-                parent_chan.send(&Msg::SeccompDone)?;
-            }
-            _ => break,
-        }
+    while let (Msg::SeccompFd, fds) = parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
+        hand_to_agent(req, init_pid, fds)?;
+        parent_chan.send(&Msg::SeccompDone)?;
     }
     Ok(init_pid)
 }
