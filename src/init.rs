@@ -214,7 +214,9 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         security::set_rlimits(rl)?;
     }
     let cwd = process.cwd();
-    enter_cwd(cwd)?;
+    // Entered (and checked) before the seccomp filter exists, so a profile that refuses getcwd
+    // cannot break the check; entered again after the user switch only if root could not.
+    let entered = enter_cwd(cwd)?;
     let mut program = resolve_program(process)?;
     // startContainer hooks run once the process is about to run: they see it as running.
     program.state = match serde_json::from_str::<crate::state::OciState>(&state) {
@@ -238,9 +240,11 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         load_seccomp(ctx, f)?;
     }
     security::finalize_identity(process)?;
-    // Checked after the switch: the user must be able to enter its own cwd.
-    chdir(cwd).with_step(|| format!("process.cwd: chdir {} as the process user", cwd.display()))?;
-    check_cwd_inside_root(cwd)?;
+    if !entered {
+        chdir(cwd)
+            .with_step(|| format!("process.cwd: chdir {} as the process user", cwd.display()))?;
+        check_cwd_inside_root(cwd)?;
+    }
     security::set_umask(process);
     security::set_no_new_privileges(process)?;
     if let Some(f) = seccomp_now.filter(|_| nnp) {
@@ -264,7 +268,9 @@ fn load_seccomp(ctx: &InitContext, filter: &Filter) -> Result<()> {
 
 /// Enters `process.cwd`, creating it if missing, and refuses a directory outside the container's
 /// root (e.g. `/proc/self/fd/N` naming a descriptor inherited from the host, CVE-2024-21626).
-fn enter_cwd(cwd: &Path) -> Result<()> {
+/// Returns false when root may not enter it (a user namespace's root facing a directory only
+/// the process's user may search): the caller retries after the user switch.
+fn enter_cwd(cwd: &Path) -> Result<bool> {
     if !cwd.exists() {
         // Missing parts are only created below an existing ancestor that is inside the root, so
         // a path through a magic link cannot create directories on the host.
@@ -276,8 +282,12 @@ fn enter_cwd(cwd: &Path) -> Result<()> {
         check_cwd_inside_root(cwd)?;
         std::fs::create_dir_all(cwd).map_err(|e| Error::io("process.cwd", cwd, e))?;
     }
-    chdir(cwd).with_step(|| format!("process.cwd: chdir {}", cwd.display()))?;
-    check_cwd_inside_root(cwd)
+    match chdir(cwd) {
+        Err(nix::Error::EACCES) => return Ok(false),
+        r => r.with_step(|| format!("process.cwd: chdir {}", cwd.display()))?,
+    }
+    check_cwd_inside_root(cwd)?;
+    Ok(true)
 }
 
 /// Fails unless the current directory lies inside the process's root.
