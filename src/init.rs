@@ -65,6 +65,9 @@ fn set_name(name: &str) {
 /// The stage process: needed when namespaces must be joined, a user namespace comes first, or
 /// a pid/time namespace is entered, because those only apply to children.
 pub fn run_stage(plan: &NsPlan, ctx: &InitContext) -> ! {
+    // CVE-2019-5736: /proc/<pid>/exe of a berth process must stay closed (inherited from
+    // selfexe::protect already; set again in case the caller did not).
+    let _ = sys::set_dumpable(false);
     set_name("berth:[1:STAGE]");
     set_pdeathsig();
     let _ = nix::unistd::close(ctx.lock_fd);
@@ -88,10 +91,19 @@ fn stage_steps(plan: &NsPlan, chan: &Channel) -> Result<()> {
     // Other joins happen with the host's privileges, before a new user namespace drops them.
     plan.join_all(|t| t != LinuxNamespaceType::User)?;
     if plan.new_user {
+        // Asked before the unshare, after which we are nobody until mapped.
+        let unprivileged = !nix::unistd::geteuid().is_root();
         unshare(CloneFlags::CLONE_NEWUSER).step("create user namespace")?;
         // The parent writes our id maps; until then we are nobody in the new namespace.
+        // A parent that is not root can only open our /proc files while we are dumpable.
+        if unprivileged {
+            sys::set_dumpable(true).step("PR_SET_DUMPABLE 1 for the id maps")?;
+        }
         chan.send(&Msg::MapIds)?;
         chan.expect("MapsDone")?;
+        if unprivileged {
+            sys::set_dumpable(false).step("PR_SET_DUMPABLE 0")?;
+        }
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .step("become root in the user namespace (gid)")?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
@@ -113,6 +125,8 @@ pub fn wants_host_hooks(spec: &Spec) -> bool {
 
 /// The container's init.
 pub fn run(ctx: &InitContext) -> ! {
+    // Non-dumpable until execve resets it (see run_stage).
+    let _ = sys::set_dumpable(false);
     set_name("berth:[2:INIT]");
     set_pdeathsig();
     let _ = nix::unistd::close(ctx.lock_fd);
