@@ -21,7 +21,7 @@ use crate::channel::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::hooks::{self, Kind};
 use crate::namespaces::NsPlan;
-use crate::{console, rootfs, security, sys};
+use crate::{console, procfs, rootfs, security, sys};
 
 pub struct InitContext<'a> {
     pub spec: &'a Spec,
@@ -187,10 +187,14 @@ fn init_steps(ctx: &InitContext) -> Result<Program> {
             return Err(Error::sys("domainname: setdomainname", nix::Error::last()));
         }
     }
-    if let Some(sysctl) = linux.sysctl() {
+    if let Some(sysctl) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        // Through a verified procfs: a bundle's mount over /proc/sys cannot redirect these.
+        let proc = procfs::ProcRoot::open()
+            .map_err(|e| Error::config("linux.sysctl", format!("open procfs: {e}")))?;
         for (k, v) in sysctl {
-            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-            std::fs::write(&path, v).map_err(|e| Error::io("linux.sysctl", path, e))?;
+            let rel = format!("sys/{}", k.replace('.', "/"));
+            proc.write(&rel, v.as_bytes())
+                .map_err(|e| Error::config(format!("linux.sysctl {k}"), e.to_string()))?;
         }
     }
     rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
