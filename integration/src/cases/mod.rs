@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod cli;
 pub mod config;
 pub mod errors;
+pub mod exe;
 pub mod hooks;
 pub mod lifecycle;
 
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Case> {
     v.extend(errors::cases());
     v.extend(config::cases());
     v.extend(hooks::cases());
+    v.extend(exe::cases());
     v
 }
 
