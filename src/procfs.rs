@@ -67,6 +67,13 @@ impl ProcRoot {
                 });
             }
         }
+        Self::open_mounted()
+    }
+
+    /// The `/proc` mount of the current mount namespace, accepted only if it is the root of a
+    /// procfs. Writes through it refuse to cross any mount below it. [`ProcRoot::open`] uses
+    /// it when a private instance cannot be made.
+    pub fn open_mounted() -> Result<ProcRoot> {
         let fd = nix::fcntl::open(
             "/proc",
             nix::fcntl::OFlag::O_PATH
