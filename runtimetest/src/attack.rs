@@ -12,6 +12,8 @@
 //! target pid=P comm=C
 //! opath pid=P comm=C result=EACCES
 //! handle pid=P comm=C dev=D ino=I
+//! seize pid=P result=OK          (with --trace-exec)
+//! exec pid=P comm=C dev=D ino=I   (its exe at its exec stop, with --trace-exec)
 //! wopen-direct pid=P comm=C result=ETXTBSY [dev=D ino=I]
 //! wopen pid=P dev=D ino=I result=EROFS
 //! done
@@ -35,6 +37,85 @@ struct Handle {
 struct Target {
     seen: BTreeSet<String>,
     gone: bool,
+}
+
+fn ptrace(req: libc::c_uint, pid: i32, data: usize) -> io::Result<()> {
+    // SAFETY: the requests used here (SEIZE, CONT, DETACH) take no pointer arguments.
+    let r = unsafe { libc::ptrace(req, pid, 0usize, data) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Polls a tracee seized with PTRACE_O_TRACEEXEC. At its exec stop (the new program loaded,
+/// not yet running) grabs an O_PATH handle on its exe and detaches. Returns false once the
+/// tracee is detached or gone.
+fn poll_traced(pid: i32, handles: &mut Vec<Handle>) -> bool {
+    let mut status = 0;
+    // SAFETY: status is a valid int for waitpid to fill in.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+    if r == 0 {
+        return true;
+    }
+    if r < 0 || !libc::WIFSTOPPED(status) {
+        return false;
+    }
+    let event = status >> 16;
+    if event == libc::PTRACE_EVENT_EXEC {
+        match open(&format!("/proc/{pid}/exe"), libc::O_PATH) {
+            Ok(fd) => {
+                let (dev, ino) = dev_ino(fd).unwrap_or((0, 0));
+                say(format!(
+                    "exec pid={pid} comm={} dev={dev} ino={ino}",
+                    comm(pid)
+                ));
+                keep(pid, fd, handles)
+            }
+            Err(e) => say(format!(
+                "opath pid={pid} comm={} result={} (at exec stop)",
+                comm(pid),
+                errno_name(&e)
+            )),
+        }
+        let _ = ptrace(libc::PTRACE_DETACH, pid, 0);
+        return false;
+    }
+    // Any other stop: let it go on, re-injecting a signal it was about to receive.
+    let sig = if event == 0 {
+        libc::WSTOPSIG(status)
+    } else {
+        0
+    };
+    let _ = ptrace(libc::PTRACE_CONT, pid, sig as usize);
+    true
+}
+
+/// Keeps an O_PATH handle unless one on the same file of the same pid is already kept.
+fn keep(pid: i32, fd: i32, handles: &mut Vec<Handle>) {
+    let id = dev_ino(fd);
+    let known = id.is_none()
+        || handles.len() >= MAX_HANDLES
+        || handles
+            .iter()
+            .any(|h| h.pid == pid && Some((h.dev, h.ino)) == id);
+    match id {
+        Some((dev, ino)) if !known => {
+            say(format!(
+                "handle pid={pid} comm={} dev={dev} ino={ino}",
+                comm(pid)
+            ));
+            handles.push(Handle {
+                pid,
+                fd,
+                dev,
+                ino,
+                seen: BTreeSet::new(),
+            });
+        }
+        _ => close(fd),
+    }
 }
 
 fn errno_name(e: &io::Error) -> String {
@@ -95,13 +176,16 @@ fn say(line: String) {
     println!("{line}");
 }
 
-/// Runs the attack for `secs` seconds; always ends with `done`.
-pub fn run(secs: u64) {
+/// Runs the attack for `secs` seconds; always ends with `done`. With `trace_exec` (needs
+/// CAP_SYS_PTRACE) every target is seized with PTRACE_O_TRACEEXEC, so a program it execs,
+/// however short-lived, is caught at its exec stop.
+pub fn run(secs: u64, trace_exec: bool) {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     let end = Instant::now() + Duration::from_secs(secs);
     let mut targets: BTreeMap<i32, Target> = BTreeMap::new();
     let mut handles: Vec<Handle> = Vec::new();
+    let mut traced: Vec<i32> = Vec::new();
     let mut last_scan = Instant::now() - Duration::from_secs(1);
     say("ready".into());
     while Instant::now() < end {
@@ -110,6 +194,16 @@ pub fn run(secs: u64) {
             for pid in scan(me) {
                 targets.entry(pid).or_insert_with(|| {
                     say(format!("target pid={pid} comm={}", comm(pid)));
+                    if trace_exec {
+                        let opts = libc::PTRACE_O_TRACEEXEC as usize;
+                        match ptrace(libc::PTRACE_SEIZE, pid, opts) {
+                            Ok(()) => {
+                                say(format!("seize pid={pid} result=OK"));
+                                traced.push(pid);
+                            }
+                            Err(e) => say(format!("seize pid={pid} result={}", errno_name(&e))),
+                        }
+                    }
                     Target {
                         seen: BTreeSet::new(),
                         gone: false,
@@ -117,6 +211,7 @@ pub fn run(secs: u64) {
                 });
             }
         }
+        traced.retain(|&pid| poll_traced(pid, &mut handles));
         let mut busy = false;
         for (&pid, t) in targets.iter_mut().filter(|(_, t)| !t.gone) {
             busy = true;
@@ -137,30 +232,7 @@ pub fn run(secs: u64) {
                         ));
                     }
                 }
-                Ok(fd) => {
-                    let id = dev_ino(fd);
-                    let known = id.is_none()
-                        || handles.len() >= MAX_HANDLES
-                        || handles
-                            .iter()
-                            .any(|h| h.pid == pid && Some((h.dev, h.ino)) == id);
-                    match id {
-                        Some((dev, ino)) if !known => {
-                            say(format!(
-                                "handle pid={pid} comm={} dev={dev} ino={ino}",
-                                comm(pid)
-                            ));
-                            handles.push(Handle {
-                                pid,
-                                fd,
-                                dev,
-                                ino,
-                                seen: BTreeSet::new(),
-                            });
-                        }
-                        _ => close(fd),
-                    }
-                }
+                Ok(fd) => keep(pid, fd, &mut handles),
             }
             match open(&path, libc::O_WRONLY) {
                 Ok(fd) => {

@@ -14,12 +14,13 @@ use serde_json::Value;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: runtimetest [--config PATH] [check|facts|fds|attack-exe [--secs N]]
+usage: runtimetest [--config PATH] [check|facts|fds|attack-exe [--secs N] [--trace-exec]]
   check   (default) verify the config from inside the container
   facts   print a JSON object describing this process
   fds     print the open file descriptor numbers on one line
   attack-exe  for N seconds (default 5) try to get a writable handle on the exe of every
-          other process in the pid namespace (CVE-2019-5736); never writes
+          other process in the pid namespace (CVE-2019-5736); never writes. --trace-exec
+          (needs CAP_SYS_PTRACE) ptrace-seizes them to catch whatever they exec
 options:
   --config PATH   config to check (default /config.json)";
 
@@ -27,7 +28,7 @@ enum Cmd {
     Check,
     Facts,
     Fds,
-    AttackExe { secs: u64 },
+    AttackExe { secs: u64, trace_exec: bool },
 }
 
 struct Cli {
@@ -51,9 +52,20 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
             "check" | "runtimetest" if cmd.is_none() => cmd = Some(Cmd::Check),
             "facts" if cmd.is_none() => cmd = Some(Cmd::Facts),
             "fds" if cmd.is_none() => cmd = Some(Cmd::Fds),
-            "attack-exe" if cmd.is_none() => cmd = Some(Cmd::AttackExe { secs: 5 }),
+            "attack-exe" if cmd.is_none() => {
+                cmd = Some(Cmd::AttackExe {
+                    secs: 5,
+                    trace_exec: false,
+                })
+            }
+            "--trace-exec" => match cmd {
+                Some(Cmd::AttackExe {
+                    ref mut trace_exec, ..
+                }) => *trace_exec = true,
+                _ => return Err("--trace-exec only goes with attack-exe".into()),
+            },
             "--secs" => match cmd {
-                Some(Cmd::AttackExe { ref mut secs }) => {
+                Some(Cmd::AttackExe { ref mut secs, .. }) => {
                     *secs = it
                         .next()
                         .and_then(|s| s.parse().ok())
@@ -99,8 +111,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::AttackExe { secs } => {
-            attack::run(secs);
+        Cmd::AttackExe { secs, trace_exec } => {
+            attack::run(secs, trace_exec);
             ExitCode::SUCCESS
         }
         Cmd::Fds => {

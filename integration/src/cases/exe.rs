@@ -75,16 +75,30 @@ fn parse(report: &str) -> Vec<Line> {
 
 /// Runs the attacker for `secs` seconds next to a victim with `victim_args` (joining the
 /// attacker's pid namespace), starting the victim after `created_for`. Returns the report.
+/// With `trace`, the attacker gets CAP_SYS_PTRACE and seizes the victim, so it catches the
+/// victim's exec however short-lived the new program is.
 fn attack(
     ctx: &mut Ctx,
     secs: u64,
+    trace: bool,
     victim_args: &[&str],
     victim_setup: &dyn Fn(&mut Bundle) -> R,
     created_for: Duration,
 ) -> Result<Vec<Line>, Fail> {
     ctx.need_runtimetest()?;
     let secs_arg = secs.to_string();
-    let a = ctx.container(&["/runtimetest", "attack-exe", "--secs", &secs_arg])?;
+    let mut args = vec!["/runtimetest", "attack-exe", "--secs", &secs_arg];
+    if trace {
+        args.push("--trace-exec");
+    }
+    let mut a = ctx.container(&args)?;
+    if trace {
+        for set in ["bounding", "effective", "permitted"] {
+            if let Some(list) = a.b.config["process"]["capabilities"][set].as_array_mut() {
+                list.push(json!("CAP_SYS_PTRACE"));
+            }
+        }
+    }
     a.up()?;
     let end = Instant::now() + Duration::from_secs(5);
     while !a.stdout_text().contains("ready") {
@@ -151,6 +165,7 @@ fn sibling_open_init(ctx: &mut Ctx) -> R {
     let lines = attack(
         ctx,
         5,
+        false,
         &["sleep", "1"],
         &|_| Ok(()),
         Duration::from_millis(1500),
@@ -198,9 +213,10 @@ fn sibling_open_init(ctx: &mut Ctx) -> R {
 }
 
 /// (b) The victim's entrypoint is a script `#!/proc/self/exe`: the kernel runs the binary
-/// that is exec'ing it, i.e. the runtime, as the container process. The attacker grabs an
-/// O_PATH handle on that process's exe and keeps trying to reopen it for writing after it
-/// exits; it must never succeed on the runtime binary.
+/// that is exec'ing it, i.e. the runtime, as the container process. The attacker (given
+/// CAP_SYS_PTRACE, so it can stop the victim at that exec, and so it could also have opened
+/// the waiting init's exe) grabs an O_PATH handle on that process's exe and keeps trying to
+/// reopen it for writing after it exits; it must never succeed on the runtime binary.
 fn entrypoint_proc_self_exe(ctx: &mut Ctx) -> R {
     let (dev, ino) = runtime_file(ctx)?;
     let rt = ctx.rt.path.clone();
@@ -214,9 +230,10 @@ fn entrypoint_proc_self_exe(ctx: &mut Ctx) -> R {
         Ok(())
     };
     let mut last = String::new();
-    // The runtime run as /evil may live only a millisecond: retry if the attacker missed it.
+    // The attacker ptrace-seizes the victim's init and grabs the exe at its exec stop; retry
+    // in case it still missed it.
     for _ in 0..3 {
-        let lines = attack(ctx, 5, &["/evil"], &setup, Duration::from_millis(300))?;
+        let lines = attack(ctx, 5, true, &["/evil"], &setup, Duration::from_millis(300))?;
         last = one_line(
             &lines
                 .iter()
@@ -231,7 +248,8 @@ fn entrypoint_proc_self_exe(ctx: &mut Ctx) -> R {
             "the container got a writable handle on the runtime binary through \
              #!/proc/self/exe: {w:?}; report: {last}"
         );
-        let caught: Vec<&Line> = lines.iter().filter(|l| l.kind == "handle").collect();
+        // The exe of the program the victim's init exec'd, grabbed at its exec stop.
+        let caught: Vec<&Line> = lines.iter().filter(|l| l.kind == "exec").collect();
         if caught.is_empty() {
             continue;
         }
