@@ -26,6 +26,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -74,17 +75,12 @@ impl ProcRoot {
     /// procfs. Writes through it refuse to cross any mount below it. [`ProcRoot::open`] uses
     /// it when a private instance cannot be made.
     pub fn open_mounted() -> Result<ProcRoot> {
-        let fd = nix::fcntl::open(
+        let fd = sys::openat_owned(
+            None,
             "/proc",
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_NOFOLLOW
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
         )
         .map_err(|e| err("", e.into()))?;
-        // SAFETY: open just returned this fd and nothing else owns it.
-        let fd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
         let (magic, _) = sys::fstatfs(fd.as_raw_fd()).map_err(|e| err("", e.into()))?;
         if magic != PROC_SUPER_MAGIC {
             return Err(refused(
@@ -177,8 +173,6 @@ impl ProcRoot {
     /// openat2's guarantees by hand: each component opened with O_NOFOLLOW and checked to be
     /// on the root's mount.
     fn walk(&self, path: &str, flags: libc::c_int) -> Result<OwnedFd> {
-        use nix::fcntl::{openat, OFlag};
-        use nix::sys::stat::Mode;
         let comps: Vec<&str> = path.split('/').collect();
         let mut cur: Option<OwnedFd> = None;
         for (i, c) in comps.iter().enumerate() {
@@ -189,10 +183,7 @@ impl ProcRoot {
             } else {
                 OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
             };
-            let fd =
-                openat(Some(dir), *c, oflag, Mode::empty()).map_err(|e| err(path, e.into()))?;
-            // SAFETY: openat just returned this fd and nothing else owns it.
-            let fd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+            let fd = sys::openat_owned(Some(dir), c, oflag).map_err(|e| err(path, e.into()))?;
             let (mnt, _) =
                 sys::mount_id_and_ino(fd.as_raw_fd()).map_err(|e| err(path, e.into()))?;
             if mnt != self.mnt_id {

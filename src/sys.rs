@@ -329,3 +329,19 @@ pub fn openat2(
     };
     owned_fd(r)
 }
+
+/// openat(2) returning an owned fd (`None`: relative to the cwd). O_CLOEXEC is always added.
+pub fn openat_owned(
+    dirfd: Option<RawFd>,
+    path: &str,
+    flags: nix::fcntl::OFlag,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    let fd = nix::fcntl::openat(
+        dirfd,
+        path,
+        flags | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
