@@ -175,5 +175,15 @@ mod tests {
         assert!(parse_cli(&argv(&["--config"])).is_err());
         assert!(parse_cli(&argv(&["bogus"])).is_err());
         assert!(parse_cli(&argv(&["facts", "fds"])).is_err());
+        let c = parse_cli(&argv(&["attack-exe", "--secs", "3", "--trace-exec"])).ok();
+        assert!(c.is_some_and(|c| matches!(
+            c.cmd,
+            Cmd::AttackExe {
+                secs: 3,
+                trace_exec: true
+            }
+        )));
+        assert!(parse_cli(&argv(&["attack-exe", "--secs", "many"])).is_err());
+        assert!(parse_cli(&argv(&["fds", "--trace-exec"])).is_err());
     }
 }
