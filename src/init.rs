@@ -22,7 +22,7 @@ use crate::error::{Error, Result, SysContext};
 use crate::hooks::{self, Kind};
 use crate::namespaces::NsPlan;
 use crate::seccomp::Filter;
-use crate::{console, rootfs, security, sys};
+use crate::{console, procfs, rootfs, security, sys};
 
 pub struct InitContext<'a> {
     pub spec: &'a Spec,
@@ -72,6 +72,9 @@ fn set_name(name: &str) {
 /// The stage process: needed when namespaces must be joined, a user namespace comes first, or
 /// a pid/time namespace is entered, because those only apply to children.
 pub fn run_stage(plan: &NsPlan, ctx: &InitContext) -> ! {
+    // CVE-2019-5736: /proc/<pid>/exe of a berth process must stay closed (inherited from
+    // selfexe::protect already; set again in case the caller did not).
+    let _ = sys::set_dumpable(false);
     set_name("berth:[1:STAGE]");
     set_pdeathsig();
     let _ = nix::unistd::close(ctx.lock_fd);
@@ -95,10 +98,19 @@ fn stage_steps(plan: &NsPlan, chan: &Channel) -> Result<()> {
     // Other joins happen with the host's privileges, before a new user namespace drops them.
     plan.join_all(|t| t != LinuxNamespaceType::User)?;
     if plan.new_user {
+        // Asked before the unshare, after which we are nobody until mapped.
+        let unprivileged = !nix::unistd::geteuid().is_root();
         unshare(CloneFlags::CLONE_NEWUSER).step("create user namespace")?;
         // The parent writes our id maps; until then we are nobody in the new namespace.
+        // A parent that is not root can only open our /proc files while we are dumpable.
+        if unprivileged {
+            sys::set_dumpable(true).step("PR_SET_DUMPABLE 1 for the id maps")?;
+        }
         chan.send(&Msg::MapIds)?;
         chan.expect("MapsDone")?;
+        if unprivileged {
+            sys::set_dumpable(false).step("PR_SET_DUMPABLE 0")?;
+        }
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .step("become root in the user namespace (gid)")?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
@@ -120,6 +132,8 @@ pub fn wants_host_hooks(spec: &Spec) -> bool {
 
 /// The container's init.
 pub fn run(ctx: &InitContext) -> ! {
+    // Non-dumpable until execve resets it (see run_stage).
+    let _ = sys::set_dumpable(false);
     set_name("berth:[2:INIT]");
     set_pdeathsig();
     let _ = nix::unistd::close(ctx.lock_fd);
@@ -189,10 +203,14 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
             return Err(Error::sys("domainname: setdomainname", nix::Error::last()));
         }
     }
-    if let Some(sysctl) = linux.sysctl() {
+    if let Some(sysctl) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        // Through a verified procfs: a bundle's mount over /proc/sys cannot redirect these.
+        let proc = procfs::ProcRoot::open()
+            .map_err(|e| Error::config("linux.sysctl", format!("open procfs: {e}")))?;
         for (k, v) in sysctl {
-            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-            std::fs::write(&path, v).map_err(|e| Error::io("linux.sysctl", path, e))?;
+            let rel = format!("sys/{}", k.replace('.', "/"));
+            proc.write(&rel, v.as_bytes())
+                .map_err(|e| Error::config(format!("linux.sysctl {k}"), e.to_string()))?;
         }
     }
     rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;

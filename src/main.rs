@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use berth::lifecycle::{self, Context, CreateOptions};
-use berth::{fds, logging, signals};
+use berth::{fds, logging, selfexe, signals};
 use clap::Parser;
 
 use cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
@@ -48,6 +48,14 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
     }
 }
 
+/// CVE-2019-5736: verbs that spawn container processes first make berth non-dumpable and
+/// re-exec it from a read-only copy of its binary (see `berth::selfexe`).
+fn protect_binary() -> Result<()> {
+    let how = selfexe::protect().context("protect the berth binary")?;
+    logging::debug(&format!("berth binary protected: {how:?}"));
+    Ok(())
+}
+
 fn dispatch(cli: Cli) -> Result<u8> {
     let ctx = Context {
         root: cli.root.clone(),
@@ -55,6 +63,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
     };
     match &cli.command {
         Command::Create(a) => {
+            protect_binary().with_context(|| format!("create {}", a.id))?;
             lifecycle::create(&ctx, &a.id, &create_options(a))
                 .with_context(|| format!("create {}", a.id))?;
         }
@@ -75,6 +84,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
         }
         Command::Run(a) => {
+            protect_binary().with_context(|| format!("run {}", a.create.id))?;
             let code = lifecycle::run(
                 &ctx,
                 &a.create.id,

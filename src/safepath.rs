@@ -95,7 +95,7 @@ impl Root {
             } else {
                 0
             };
-        match sys::openat2(self.fd.as_fd(), &rel, libc::O_PATH, 0, resolve) {
+        match sys::openat2(self.fd.as_raw_fd(), &rel, libc::O_PATH, resolve) {
             Err(Errno::ENOSYS) => walk(self.fd.as_fd(), &rel, no_symlinks),
             other => other,
         }

@@ -58,8 +58,8 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
 }
 
 pub fn set_oom_score_adj(value: i32) -> Result<()> {
-    std::fs::write("/proc/self/oom_score_adj", value.to_string())
-        .map_err(|e| Error::io("process.oomScoreAdj", "/proc/self/oom_score_adj", e))
+    crate::procfs::write("self/oom_score_adj", value.to_string().as_bytes())
+        .map_err(|e| Error::config("process.oomScoreAdj", e.to_string()))
 }
 
 /// Parses the config's capability names into the caps crate's type; names the kernel does not

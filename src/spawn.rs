@@ -4,10 +4,9 @@
 //!
 //! The parent is single-threaded throughout, so fork-like clones are safe.
 
-use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
@@ -23,7 +22,7 @@ use crate::hooks::{self, Kind};
 use crate::init::{self, InitContext};
 use crate::namespaces::NsPlan;
 use crate::state::{self, OciState, Status};
-use crate::{cgroups, console, logging, seccomp, sys};
+use crate::{cgroups, console, logging, procfs, seccomp, sys};
 
 pub struct SpawnRequest<'a> {
     pub id: &'a str,
@@ -211,8 +210,11 @@ fn spawn_inner<'a>(
     undo.cgroup = Some((req.cgroup_path, cgroup_depth));
     cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-        fs::write(format!("/proc/{init_pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::io("process.oomScoreAdj", PathBuf::from("oom_score_adj"), e))?;
+        procfs::write(
+            &format!("{init_pid}/oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )
+        .map_err(|e| Error::config("process.oomScoreAdj", e.to_string()))?;
     }
 
     let mut state = req.state.clone();
@@ -309,16 +311,22 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
             .collect::<String>()
     };
+    // Through a verified procfs, like every /proc write.
+    let proc = procfs::ProcRoot::open()?;
     if !nix::unistd::geteuid().is_root() {
-        let p = format!("/proc/{pid}/setgroups");
-        fs::write(&p, "deny").map_err(|e| Error::io("write setgroups", p, e))?;
+        proc.write(&format!("{pid}/setgroups"), b"deny")
+            .map_err(|e| Error::config("linux.uidMappings: write setgroups", e.to_string()))?;
     }
-    let gid_map = format!("/proc/{pid}/gid_map");
-    fs::write(&gid_map, format(linux.gid_mappings()))
-        .map_err(|e| Error::io("linux.gidMappings: write gid_map", gid_map, e))?;
-    let uid_map = format!("/proc/{pid}/uid_map");
-    fs::write(&uid_map, format(linux.uid_mappings()))
-        .map_err(|e| Error::io("linux.uidMappings: write uid_map", uid_map, e))
+    proc.write(
+        &format!("{pid}/gid_map"),
+        format(linux.gid_mappings()).as_bytes(),
+    )
+    .map_err(|e| Error::config("linux.gidMappings: write gid_map", e.to_string()))?;
+    proc.write(
+        &format!("{pid}/uid_map"),
+        format(linux.uid_mappings()).as_bytes(),
+    )
+    .map_err(|e| Error::config("linux.uidMappings: write uid_map", e.to_string()))
 }
 
 /// The config's resources, plus an allow rule for every device the config creates (runc's

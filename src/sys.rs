@@ -256,63 +256,18 @@ pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// openat2(2): opens `path` relative to `dirfd` under the `resolve` restrictions.
-pub fn openat2(
-    dirfd: std::os::fd::BorrowedFd,
-    path: &std::path::Path,
-    flags: i32,
-    mode: u32,
-    resolve: u64,
-) -> nix::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: mode as u64,
-        resolve,
-    };
-    // SAFETY: cpath and how are valid for the call; the kernel reads size_of::<OpenHow>() bytes.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd.as_raw_fd(),
-            cpath.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    let fd = Errno::result(r)? as RawFd;
-    // SAFETY: a fresh fd that nothing else owns.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-}
-
-pub const OPEN_TREE_CLONE: u32 = 1;
-
 /// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (recursive when
 /// asked), as an fd that `move_mount` can attach anywhere, in any mount namespace.
 pub fn open_tree_clone(
     path: &std::path::Path,
     recursive: bool,
 ) -> nix::Result<std::os::fd::OwnedFd> {
-    use std::os::unix::ffi::OsStrExt;
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as u32;
-    }
-    // SAFETY: cpath is a valid C string for the duration of the call.
-    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
-    let fd = Errno::result(r)? as RawFd;
-    // SAFETY: a fresh fd that nothing else owns.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    let extra = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    open_tree(path, OPEN_TREE_CLONE | extra)
 }
 
 /// move_mount(2) from a detached mount fd onto the object `to` refers to.
@@ -332,4 +287,237 @@ pub fn move_mount_fds(from: RawFd, to: RawFd) -> nix::Result<()> {
         )
     };
     Errno::result(r).map(drop)
+}
+
+fn owned_fd(r: libc::c_long) -> nix::Result<std::os::fd::OwnedFd> {
+    let fd = Errno::result(r)? as RawFd;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// PR_SET_DUMPABLE: a non-dumpable process's /proc/<pid> files (exe, mem, fd, ...) are only
+/// open to holders of CAP_SYS_PTRACE. execve resets it to dumpable.
+pub fn set_dumpable(dumpable: bool) -> nix::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer and changes only this process's mm flags.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            libc::c_ulong::from(dumpable),
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+pub const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+/// open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at `path` (rooted at it).
+pub fn open_tree<P: AsRef<std::ffi::OsStr> + ?Sized>(
+    path: &P,
+    flags: libc::c_uint,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = CString::new(path.as_ref().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: cpath is a valid C string that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            flags | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    owned_fd(r)
+}
+
+/// mount_setattr(2) on the mount an fd (e.g. from open_tree or fsmount) refers to.
+pub fn mount_setattr_fd(fd: RawFd, set: u64, clr: u64) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the empty path is a valid C string, attr an initialised struct of the size
+    // passed; both outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): runs the file an fd refers to. Returns only on
+/// failure.
+pub fn execveat_fd(fd: RawFd, argv: &[CString], envp: &[CString]) -> Errno {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated and point at C strings that outlive the call;
+    // on success the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            a.as_ptr(),
+            e.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}
+
+/// fstatfs(2) and fstatvfs(3): (filesystem magic, mount flags such as ST_RDONLY).
+pub fn fstatfs(fd: RawFd) -> nix::Result<(i64, u64)> {
+    // SAFETY: statfs is plain old data; all-zero is a valid value.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: buf is a valid, writable statfs that outlives the call.
+    let r = unsafe { libc::fstatfs(fd, &mut buf) };
+    Errno::result(r)?;
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: vfs is a valid, writable statvfs that outlives the call.
+    let r = unsafe { libc::fstatvfs(fd, &mut vfs) };
+    Errno::result(r)?;
+    Ok((buf.f_type as i64, vfs.f_flag as u64))
+}
+
+/// statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID | STATX_INO): (mount id, inode number).
+pub fn mount_id_and_ino(fd: RawFd) -> nix::Result<(u64, u64)> {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the empty path is a valid C string and buf a writable statx; both outlive the
+    // call.
+    let r = unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID | libc::STATX_INO,
+            &mut buf,
+        )
+    };
+    Errno::result(r)?;
+    if buf.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok((buf.stx_mnt_id, buf.stx_ino))
+}
+
+/// memfd_create(2) with MFD_CLOEXEC | MFD_ALLOW_SEALING.
+pub fn memfd_sealable(name: &std::ffi::CStr) -> nix::Result<std::os::fd::OwnedFd> {
+    // SAFETY: name is a valid C string that outlives the call.
+    let r =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    owned_fd(r.into())
+}
+
+/// fcntl(F_ADD_SEALS).
+pub fn add_seals(fd: RawFd, seals: libc::c_int) -> nix::Result<()> {
+    // SAFETY: F_ADD_SEALS takes an int and only changes the file's seal set.
+    let r = unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) };
+    Errno::result(r).map(drop)
+}
+
+/// fcntl(F_GET_SEALS).
+pub fn get_seals(fd: RawFd) -> nix::Result<libc::c_int> {
+    // SAFETY: F_GET_SEALS takes no argument and returns an int.
+    let r = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    Errno::result(r)
+}
+
+/// A private procfs instance (fsopen + fsconfig + fsmount) for the caller's pid namespace, as
+/// an fd on its root, detached from every mount table. `subset_pid` hides everything but the
+/// pid directories (not usable for sysctl).
+pub fn fsmount_proc(subset_pid: bool) -> nix::Result<std::os::fd::OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: the name is a valid C string that outlives the call.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
+    let fsfd = owned_fd(r)?;
+    use std::os::fd::AsRawFd;
+    if subset_pid {
+        // SAFETY: key and value are valid C strings that outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fsfd.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                c"subset".as_ptr(),
+                c"pid".as_ptr(),
+                0,
+            )
+        };
+        Errno::result(r)?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fsfd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    Errno::result(r)?;
+    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: fsmount takes the configured fs context fd and two flag words.
+    let r = unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    owned_fd(r)
+}
+
+/// openat2(2) with the given flags and RESOLVE_* bits; ENOSYS on kernels before 5.6.
+pub fn openat2<P: AsRef<std::ffi::OsStr> + ?Sized>(
+    dirfd: RawFd,
+    path: &P,
+    flags: libc::c_int,
+    resolve: u64,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = CString::new(path.as_ref().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: open_how is plain old data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: cpath and how are valid and outlive the call; the size matches the struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    owned_fd(r)
+}
+
+/// openat(2) returning an owned fd (`None`: relative to the cwd). O_CLOEXEC is always added.
+pub fn openat_owned(
+    dirfd: Option<RawFd>,
+    path: &str,
+    flags: nix::fcntl::OFlag,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    let fd = nix::fcntl::openat(
+        dirfd,
+        path,
+        flags | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }

@@ -1,6 +1,7 @@
 //! runtimetest: runs inside an OCI container and checks, from the inside,
 //! that the runtime applied the config.json it was given.
 
+mod attack;
 mod cfg;
 mod checks;
 mod facts;
@@ -13,10 +14,13 @@ use serde_json::Value;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: runtimetest [--config PATH] [check|facts|fds]
+usage: runtimetest [--config PATH] [check|facts|fds|attack-exe [--secs N] [--trace-exec]]
   check   (default) verify the config from inside the container
   facts   print a JSON object describing this process
   fds     print the open file descriptor numbers on one line
+  attack-exe  for N seconds (default 5) try to get a writable handle on the exe of every
+          other process in the pid namespace (CVE-2019-5736); never writes. --trace-exec
+          (needs CAP_SYS_PTRACE) ptrace-seizes them to catch whatever they exec
 options:
   --config PATH   config to check (default /config.json)";
 
@@ -24,6 +28,7 @@ enum Cmd {
     Check,
     Facts,
     Fds,
+    AttackExe { secs: u64, trace_exec: bool },
 }
 
 struct Cli {
@@ -47,6 +52,28 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
             "check" | "runtimetest" if cmd.is_none() => cmd = Some(Cmd::Check),
             "facts" if cmd.is_none() => cmd = Some(Cmd::Facts),
             "fds" if cmd.is_none() => cmd = Some(Cmd::Fds),
+            "attack-exe" if cmd.is_none() => {
+                cmd = Some(Cmd::AttackExe {
+                    secs: 5,
+                    trace_exec: false,
+                })
+            }
+            "--trace-exec" => match cmd {
+                Some(Cmd::AttackExe {
+                    ref mut trace_exec, ..
+                }) => *trace_exec = true,
+                _ => return Err("--trace-exec only goes with attack-exe".into()),
+            },
+            "--secs" => match cmd {
+                Some(Cmd::AttackExe { ref mut secs, .. }) => {
+                    *secs = it
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .filter(|s| *s <= 600)
+                        .ok_or("--secs needs a number of seconds (at most 600)")?;
+                }
+                _ => return Err("--secs only goes with attack-exe".into()),
+            },
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
@@ -84,6 +111,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
+        Cmd::AttackExe { secs, trace_exec } => {
+            attack::run(secs, trace_exec);
+            ExitCode::SUCCESS
+        }
         Cmd::Fds => {
             let line: Vec<String> = fds.iter().map(i32::to_string).collect();
             out(&line.join(" "));
@@ -144,5 +175,15 @@ mod tests {
         assert!(parse_cli(&argv(&["--config"])).is_err());
         assert!(parse_cli(&argv(&["bogus"])).is_err());
         assert!(parse_cli(&argv(&["facts", "fds"])).is_err());
+        let c = parse_cli(&argv(&["attack-exe", "--secs", "3", "--trace-exec"])).ok();
+        assert!(c.is_some_and(|c| matches!(
+            c.cmd,
+            Cmd::AttackExe {
+                secs: 3,
+                trace_exec: true
+            }
+        )));
+        assert!(parse_cli(&argv(&["attack-exe", "--secs", "many"])).is_err());
+        assert!(parse_cli(&argv(&["fds", "--trace-exec"])).is_err());
     }
 }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod escapes;
+pub mod exe;
 pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
@@ -70,6 +71,7 @@ pub fn all() -> Vec<Case> {
     v.extend(seccomp::cases());
     v.extend(paths::cases());
     v.extend(escapes::cases());
+    v.extend(exe::cases());
     v
 }
 
