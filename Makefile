@@ -7,7 +7,8 @@ RUNTIMETEST := target/$(TARGET_TRIPLE)/release/runtimetest
 INTEGRATION := target/release/integration
 DEMO_BUNDLE := demo-bundle
 
-.PHONY: all build runtimetest integration-bin deps test unit integration compare lint demo clean
+.PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
+	test-managers lint demo clean
 
 all: build
 
@@ -40,6 +41,18 @@ deps:
 		dpkg -x golang-github-containers-common_*.deb . ; \
 	fi
 
+# The managers that exec the runtime: Podman (with conmon), Docker and containerd's ctr.
+deps-managers:
+	@missing=""; \
+	for p in podman conmon containerd docker.io; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; \
+	fi
+
 unit:
 	$(CARGO) test --workspace
 
@@ -50,7 +63,11 @@ integration: build runtimetest integration-bin
 compare: build runtimetest integration-bin
 	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --compare $$(command -v runc)
 
-test: deps unit integration compare
+# Podman, Docker and ctr run containers with berth (and their default seccomp profiles).
+test-managers: deps-managers build runtimetest
+	integration/managers/run.sh $(BERTH) $(RUNTIMETEST)
+
+test: deps unit integration compare test-managers
 
 lint:
 	$(CARGO) fmt --all -- --check

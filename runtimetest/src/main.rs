@@ -14,10 +14,11 @@ use serde_json::Value;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: runtimetest [--config PATH] [check|facts|fds|attack-exe [--secs N] [--trace-exec]]
+usage: runtimetest [--config PATH] [check|facts|fds|probes|attack-exe [--secs N] [--trace-exec]]
   check   (default) verify the config from inside the container
   facts   print a JSON object describing this process
   fds     print the open file descriptor numbers on one line
+  probes  make the seccomp probe system calls and print how each ended, one per line
   attack-exe  for N seconds (default 5) try to get a writable handle on the exe of every
           other process in the pid namespace (CVE-2019-5736); never writes. --trace-exec
           (needs CAP_SYS_PTRACE) ptrace-seizes them to catch whatever they exec
@@ -28,6 +29,7 @@ enum Cmd {
     Check,
     Facts,
     Fds,
+    Probes,
     AttackExe { secs: u64, trace_exec: bool },
 }
 
@@ -52,6 +54,7 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
             "check" | "runtimetest" if cmd.is_none() => cmd = Some(Cmd::Check),
             "facts" if cmd.is_none() => cmd = Some(Cmd::Facts),
             "fds" if cmd.is_none() => cmd = Some(Cmd::Fds),
+            "probes" if cmd.is_none() => cmd = Some(Cmd::Probes),
             "attack-exe" if cmd.is_none() => {
                 cmd = Some(Cmd::AttackExe {
                     secs: 5,
@@ -113,6 +116,10 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::AttackExe { secs, trace_exec } => {
             attack::run(secs, trace_exec);
+            ExitCode::SUCCESS
+        }
+        Cmd::Probes => {
+            checks::seccomp::print_probes();
             ExitCode::SUCCESS
         }
         Cmd::Fds => {

@@ -115,6 +115,31 @@ fn probes() -> Vec<Probe> {
     ]
 }
 
+fn describe(probe: &Probe) -> String {
+    format!(
+        "{} ({}, args {:#x})",
+        probe.name,
+        match probe.abi {
+            Abi::X86_64 => "x86_64",
+            Abi::I386 => "i386",
+            Abi::X32 => "x32",
+        },
+        probe.args[0]
+    )
+}
+
+/// For a container with no config to check (e.g. one a manager made): each probe and how it
+/// ended, as `<probe>: <outcome>`.
+pub fn print_probes() {
+    for probe in probes() {
+        let got = match call(&probe) {
+            Ok(o) => o.to_string(),
+            Err(e) => format!("not run: {e}"),
+        };
+        crate::report::out(&format!("{}: {got}", describe(&probe)));
+    }
+}
+
 pub fn run(config: &Value, r: &mut Report) {
     let profile = cfg::get(config, &["linux", "seccomp"]);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -141,16 +166,7 @@ pub fn run(config: &Value, r: &mut Report) {
     );
     let arches = cfg::strings_at(profile, &["architectures"]);
     for probe in probes() {
-        let what = format!(
-            "linux.seccomp: {} ({}, args {:#x})",
-            probe.name,
-            match probe.abi {
-                Abi::X86_64 => "x86_64",
-                Abi::I386 => "i386",
-                Abi::X32 => "x32",
-            },
-            probe.args[0]
-        );
+        let what = format!("linux.seccomp: {}", describe(&probe));
         let Some(want) = expected(profile, &arches, &probe) else {
             r.skip(
                 &what,
