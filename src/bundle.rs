@@ -44,12 +44,20 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         ));
     }
     validate(&spec)?;
+    let started = std::time::Instant::now();
     let seccomp = spec
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
         .map(seccomp::compile)
         .transpose()?;
+    if let Some(f) = &seccomp {
+        crate::logging::debug(&format!(
+            "linux.seccomp: compiled to {} BPF instructions in {} µs",
+            f.program.len(),
+            started.elapsed().as_micros()
+        ));
+    }
     let process = spec.process().as_ref();
     let labels = lsm::plan(
         process.and_then(|p| p.apparmor_profile().as_deref()),
