@@ -24,14 +24,10 @@ pub fn connect(path: &Path) -> Result<UnixStream> {
 fn bind_console(slave: RawFd) -> Result<()> {
     let root = crate::safepath::Root::open(Path::new("/"))?;
     let point = root.create_file(Path::new("/dev/console"))?;
-    nix::mount::mount(
-        Some(crate::safepath::fd_path(&slave).as_str()),
-        crate::safepath::fd_path(&point).as_str(),
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .step("bind the pty on /dev/console")
+    // A detached bind of the slave, attached onto the resolved file: no path is looked up.
+    let pty = crate::sys::open_tree_clone_fd(slave).step("clone the pty for /dev/console")?;
+    crate::sys::move_mount_fds(pty.as_raw_fd(), point.as_raw_fd())
+        .step("bind the pty on /dev/console")
 }
 
 /// In the init, after pivot_root: new pty, master to the socket, slave as stdio.

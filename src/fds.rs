@@ -6,7 +6,7 @@ use crate::sys;
 
 /// How many socket-activation fds (from 3 up) systemd passed to this very process: LISTEN_FDS,
 /// honoured only when LISTEN_PID names us.
-fn socket_activation_fds() -> u32 {
+pub fn socket_activation_fds() -> u32 {
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok())

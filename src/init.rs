@@ -298,7 +298,8 @@ fn enter_cwd(cwd: &Path) -> Result<bool> {
         }
         chdir(base).with_step(|| format!("process.cwd: chdir {}", base.display()))?;
         check_cwd_inside_root(cwd)?;
-        std::fs::create_dir_all(cwd).map_err(|e| Error::io("process.cwd", cwd, e))?;
+        // Made one component at a time inside the root, never through a magic link.
+        crate::safepath::Root::open(Path::new("/"))?.mkdir_all(cwd)?;
     }
     match chdir(cwd) {
         Err(nix::Error::EACCES) => return Ok(false),

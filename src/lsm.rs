@@ -7,20 +7,22 @@
 //! has). Attribute files are opened without following links and checked to be procfs, so a
 //! bundle that mounts something over /proc cannot redirect the write.
 
-use std::io::Write;
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::logging;
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
 /// AppArmor is enabled: the module is loaded and says so.
 pub fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// The kernel has per-LSM attribute directories (/proc/<pid>/attr/apparmor/, Linux 5.1+).
+fn apparmor_attr_dir() -> bool {
+    crate::procfs::ProcRoot::open()
+        .and_then(|p| p.open_dir("thread-self/attr/apparmor"))
+        .is_ok()
 }
 
 /// SELinux is enabled: its filesystem is mounted.
@@ -72,8 +74,13 @@ impl Labels {
         if let Some(p) = &self.apparmor {
             // The LSM-specific file first (kernels with LSM stacking), then the shared one.
             let line = format!("exec {p}");
-            write_attr("apparmor/exec", &line)
-                .or_else(|_| write_attr("exec", &line))
+            // The LSM's own file where the kernel has it (LSM stacking), else the shared one.
+            let attr = if apparmor_attr_dir() {
+                "apparmor/exec"
+            } else {
+                "exec"
+            };
+            write_attr(attr, &line)
                 .map_err(|e| Error::config("process.apparmorProfile", format!("{p:?}: {e}")))?;
         }
         if let Some(l) = &self.selinux {
@@ -93,16 +100,8 @@ impl Labels {
     }
 }
 
-/// Writes /proc/thread-self/attr/<name>, refusing anything that is not procfs.
-fn write_attr(name: &str, value: &str) -> std::io::Result<()> {
-    let path = format!("/proc/thread-self/attr/{name}");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)?;
-    let st = nix::sys::statfs::fstatfs(f.as_fd())?;
-    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
-        return Err(std::io::Error::other(format!("{path} is not on procfs")));
-    }
-    f.write_all(value.as_bytes())
+/// Writes /proc/thread-self/attr/<name> through a verified procfs (see `procfs`): a bundle's
+/// mount over /proc or any attr file cannot redirect or swallow the label.
+fn write_attr(name: &str, value: &str) -> Result<()> {
+    crate::procfs::write(&format!("thread-self/attr/{name}"), value.as_bytes())
 }

@@ -43,7 +43,8 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
-        preserve_fds: a.preserve_fds,
+        // Socket-activation fds come first and reach the container too (as with runc).
+        preserve_fds: a.preserve_fds + fds::socket_activation_fds(),
         no_new_keyring: a.no_new_keyring,
     }
 }

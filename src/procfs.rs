@@ -135,8 +135,24 @@ impl ProcRoot {
     /// `thread-self/attr/apparmor/exec`, `1234/uid_map`) for writing, without following any
     /// symlink or crossing any mount, and checks the result is a procfs file.
     pub fn open_write(&self, rel: &str) -> Result<File> {
+        self.open_flags(rel, libc::O_WRONLY | libc::O_NOCTTY)
+    }
+
+    /// Opens the directory `rel` (O_PATH) the same way: to learn whether it exists.
+    pub fn open_dir(&self, rel: &str) -> Result<File> {
+        self.open_flags(rel, libc::O_PATH | libc::O_DIRECTORY)
+    }
+
+    /// Reads `rel` the same way.
+    pub fn read(&self, rel: &str) -> Result<String> {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut self.open_flags(rel, libc::O_RDONLY)?, &mut s)
+            .map_err(|e| err(rel, e))?;
+        Ok(s)
+    }
+
+    fn open_flags(&self, rel: &str, flags: libc::c_int) -> Result<File> {
         let path = self.resolve(rel)?;
-        let flags = libc::O_WRONLY | libc::O_NOCTTY;
         let resolve = libc::RESOLVE_BENEATH
             | libc::RESOLVE_NO_SYMLINKS
             | libc::RESOLVE_NO_MAGICLINKS

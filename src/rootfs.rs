@@ -405,6 +405,50 @@ pub fn finish_dev(spec: &Spec, rootfs: &Path) -> Result<()> {
     mnt(None, Path::new(&fd_path(&dev)), None, flags, None)
 }
 
+/// Files under /proc a mount may cover: what LXCFS provides (runc's list). Anything else inside
+/// a procfs (`/proc/1/fd`, `/proc/self/attr`, `/proc/sys/...`) would let a bundle redirect what
+/// the runtime itself reads and writes there.
+const PROC_MOUNT_ALLOWED: [&str; 10] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuses a destination that lies inside a procfs (decided on what the path resolves to,
+/// not on its text), but for the allowed files and the procfs mount point itself.
+fn check_not_inside_procfs(root: &Root, dest: &Path) -> Result<()> {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let Ok(fd) = root.resolve(dest) else {
+        return Ok(()); // not there yet: it will be made inside the rootfs, not in a procfs
+    };
+    let (magic, _) =
+        sys::fstatfs(fd.as_raw_fd()).with_step(|| format!("statfs {}", dest.display()))?;
+    if magic != PROC_SUPER_MAGIC {
+        return Ok(());
+    }
+    let (_, ino) =
+        sys::mount_id_and_ino(fd.as_raw_fd()).with_step(|| format!("stat {}", dest.display()))?;
+    let norm = normalise(dest);
+    if ino == 1 || PROC_MOUNT_ALLOWED.iter().any(|a| Path::new(a) == norm) {
+        return Ok(());
+    }
+    Err(Error::config(
+        "mounts",
+        format!(
+            "{} lies inside procfs: only {} may be mounted over there",
+            dest.display(),
+            PROC_MOUNT_ALLOWED.join(", ")
+        ),
+    ))
+}
+
 /// The mount point for a procfs or sysfs mount: an ordinary directory reached without any
 /// symlink, so the kernel's own files can never be mounted somewhere the bundle chose.
 fn kernel_fs_mount_point(root: &Root, dest: &Path) -> Result<OwnedFd> {
@@ -447,6 +491,7 @@ fn mount_one(
         return mount_cgroup(&dest, typ, &opts, cgroup_ns);
     }
     let source = m.source().as_deref();
+    check_not_inside_procfs(root, dest_rel)?;
     // Every mount below goes onto a resolved fd, never onto a path resolved again.
     let on = |fd: &OwnedFd| PathBuf::from(fd_path(fd));
     let reopen = || {
@@ -469,6 +514,12 @@ fn mount_one(
             root.create_file(dest_rel)?
         };
         let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        let src_id = match src_fd {
+            Some(fd) => nix::sys::stat::fstat(fd.as_raw_fd()),
+            None => nix::sys::stat::stat(src),
+        }
+        .map(|st| (st.st_dev, st.st_ino))
+        .with_step(|| format!("stat bind source {}", src.display()))?;
         match src_fd {
             // Opened on the host before the user namespace (see `open_bind_sources`).
             Some(fd) => sys::move_mount_fds(fd.as_raw_fd(), point.as_raw_fd())
@@ -477,8 +528,19 @@ fn mount_one(
         }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
-            // The remount acts on the new mount, reached through a fresh handle.
+            // The remount acts on the new mount, reached through a fresh handle that must be
+            // the bind's own root: if the path was swapped meanwhile, stop rather than
+            // remount whatever it now names.
             let new_mount = reopen()?;
+            let got = nix::sys::stat::fstat(new_mount.as_raw_fd())
+                .map(|st| (st.st_dev, st.st_ino))
+                .with_step(|| format!("stat {}", root.display(dest_rel)))?;
+            if got != src_id {
+                return Err(Error::Other(format!(
+                    "{} changed while it was being mounted; refusing to remount what it now names",
+                    root.display(dest_rel)
+                )));
+            }
             let target = on(&new_mount);
             flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
             if let Err(e) = mount(None::<&str>, &target, None::<&str>, flags, None::<&str>) {
@@ -994,7 +1056,6 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
-    crate::safepath::check_procfs()?;
     let root = Root::open(Path::new("/"))?;
     let null = root
         .resolve_no_symlinks(Path::new("/dev/null"))
@@ -1005,7 +1066,6 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
             "/dev/null in the container is not the null device: refusing to mask with it".into(),
         ));
     }
-    let null_path = fd_path(&null);
     for p in paths {
         let path = Path::new(p);
         let target = match root.resolve(path) {
@@ -1015,24 +1075,20 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
         };
         let is_dir = nix::sys::stat::fstat(target.as_raw_fd())
             .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-        let on = PathBuf::from(fd_path(&target));
-        if is_dir {
-            mnt(
-                Some(Path::new("tmpfs")),
-                &on,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None,
-            )?;
+        // Made detached and attached onto the fd: no path (and no /proc the bundle may have
+        // mounted things into) is looked up after the target was opened.
+        let cover = if is_dir {
+            sys::fsmount_new(
+                c"tmpfs",
+                &[],
+                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+            )
         } else {
-            mnt(
-                Some(Path::new(&null_path)),
-                &on,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )?;
+            sys::open_tree_clone_fd(null.as_raw_fd())
         }
+        .with_step(|| format!("linux.maskedPaths: make the cover for {p}"))?;
+        sys::move_mount_fds(cover.as_raw_fd(), target.as_raw_fd())
+            .with_step(|| format!("linux.maskedPaths: mask {p}"))?;
     }
     Ok(())
 }

@@ -95,10 +95,15 @@ impl Root {
             } else {
                 0
             };
-        match sys::openat2(self.fd.as_raw_fd(), &rel, libc::O_PATH, resolve) {
-            Err(Errno::ENOSYS) => walk(self.fd.as_fd(), &rel, no_symlinks),
-            other => other,
+        // EAGAIN: a rename or mount somewhere raced a walk through `..`; try again.
+        for _ in 0..16 {
+            match sys::openat2(self.fd.as_raw_fd(), &rel, libc::O_PATH, resolve) {
+                Err(Errno::EAGAIN) => continue,
+                Err(Errno::ENOSYS) => return walk(self.fd.as_fd(), &rel, no_symlinks),
+                other => return other,
+            }
         }
+        Err(Errno::EAGAIN)
     }
 
     /// Creates every missing directory of `p` (mode 0755) and returns the last one.
@@ -269,29 +274,4 @@ pub fn normalise(p: &Path) -> PathBuf {
         }
     }
     out
-}
-
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
-/// `/proc` is a procfs root: the `/proc/self/fd/N` paths above go through the kernel's own
-/// files, not through whatever a bundle mounted there.
-pub fn check_procfs() -> Result<()> {
-    let proc = nix::fcntl::open(
-        "/proc",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map(owned)
-    .map_err(|e| io_err("open /proc", Path::new("/proc"), e))?;
-    let fs = nix::sys::statfs::fstatfs(proc.as_fd())
-        .map_err(|e| io_err("statfs /proc", Path::new("/proc"), e))?;
-    let st = fstat(proc.as_raw_fd()).map_err(|e| io_err("stat /proc", Path::new("/proc"), e))?;
-    // The root of a procfs instance is inode 1.
-    if fs.filesystem_type().0 as i64 != PROC_SUPER_MAGIC || st.st_ino != 1 {
-        return Err(Error::config(
-            "mounts",
-            "/proc in the container is not a procfs mount",
-        ));
-    }
-    Ok(())
 }

@@ -13,10 +13,12 @@
 //!   arch == x86_64 ? -> X86_64 ; arch == i386 (if listed) ? -> I386 ; else ret KILL_PROCESS
 //! X86_64: ld nr ; nr >= 0x40000000 (x32 ABI) ? -> X32 (if listed) or ret KILL_PROCESS
 //!   binary search over the syscall numbers that have rules -> that syscall's rules, else default
-//! X32: the same over (x86_64 number | 0x40000000)
+//! X32: x32-only numbers (512+) ret KILL_PROCESS; the rest as x86_64 over (number | 0x40000000)
 //! I386: the same over i386 numbers (arguments compared on their low 32 bits)
-//! rules of a syscall: conditional rules in profile order, then the first unconditional one;
-//!   a rule whose conditions all hold returns its action; none matching returns the default
+//! rules of a syscall: the first unconditional rule alone if there is one (libseccomp's
+//!   precedence); else conditional rules in profile order, the first whose conditions all hold
+//!   returns its action, none matching returns the default. Rules repeating the default are
+//!   dropped, as runc does.
 //! ```
 //! Conditions of one rule are ANDed; when two conditions of a rule name the same argument, each
 //! becomes a rule of its own (ORed), as runc does for Docker's profiles.
@@ -54,6 +56,15 @@ pub const FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// System calls the init makes between loading a notifying filter and handing its listener to
+/// the agent: notifying them would leave the init waiting on an agent that has no fd yet.
+const NEVER_NOTIFY: [&str; 6] = ["sendmsg", "sendto", "brk", "mmap", "munmap", "mremap"];
+
+/// The x32 ABI's own system calls (numbers 512 and up with bit 30): variants of ioctl, execve,
+/// ptrace, readv... that no maintained table names. They are refused outright, so a deny list
+/// cannot be walked around through them.
+const X32_OWN_FIRST: u32 = X32_SYSCALL_BIT | 512;
 
 /// The kernel's limit on one classic-BPF program.
 const BPF_MAXINSNS: usize = 4096;
@@ -193,6 +204,7 @@ pub fn compile(cfg: &LinuxSeccomp) -> Result<Filter> {
         ));
     }
     let arches = arches(cfg);
+    let default_action = cfg.default_action();
     let mut x86_64 = Table::new();
     let mut i386 = Table::new();
     let mut x32 = Table::new();
@@ -200,7 +212,27 @@ pub fn compile(cfg: &LinuxSeccomp) -> Result<Filter> {
     for (i, sc) in cfg.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let ret = action_value(sc.action(), sc.errno_ret(), &format!("{field}.errnoRet"))?;
-        notifies |= sc.action() == Action::ScmpActNotify;
+        if sc.action() == Action::ScmpActNotify {
+            if let Some(n) = sc
+                .names()
+                .iter()
+                .find(|n| NEVER_NOTIFY.contains(&n.as_str()))
+            {
+                return Err(Error::config(
+                    format!("{field}.names"),
+                    format!(
+                        "SCMP_ACT_NOTIFY on {n:?}: berth needs it to hand the listener to the agent, \
+                         which would then wait on itself"
+                    ),
+                ));
+            }
+            notifies = true;
+        }
+        // A rule that repeats the default changes nothing (runc drops these too, and with
+        // libseccomp's precedence it would only shadow the syscall's other rules).
+        if sc.action() == default_action && sc.errno_ret() == cfg.default_errno_ret() {
+            continue;
+        }
         let args = sc.args().as_deref().unwrap_or_default();
         let mut per_index = [0usize; 6];
         for (j, a) in args.iter().enumerate() {
@@ -427,6 +459,10 @@ fn assemble(
     dispatch(&mut a, x86_64, default, true);
     if arches.x32 {
         a.bind(l_x32);
+        let shared = a.label();
+        a.jump_unless(BPF_JGE_K, X32_OWN_FIRST, shared);
+        a.ret(RET_KILL_PROCESS);
+        a.bind(shared);
         dispatch(&mut a, x32, default, true);
     }
     if arches.i386 {
@@ -490,8 +526,13 @@ fn search(a: &mut Asm, runs: &[(u32, Option<usize>)], labels: &[usize], default:
 }
 
 fn emit_rules(a: &mut Asm, rules: &[Rule], default: u32, wide_args: bool) {
-    // Conditional rules first: an unconditional rule would shadow them.
-    let conditional = rules.iter().filter(|r| !r.conds.is_empty());
+    // An unconditional rule decides the syscall alone, whatever else names it (libseccomp's
+    // rule: it absorbs the syscall's conditional rules).
+    if let Some(r) = rules.iter().find(|r| r.conds.is_empty()) {
+        a.ret(r.ret);
+        return;
+    }
+    let conditional = rules.iter();
     for r in conditional {
         let next = a.label();
         for c in &r.conds {
@@ -500,10 +541,7 @@ fn emit_rules(a: &mut Asm, rules: &[Rule], default: u32, wide_args: bool) {
         a.ret(r.ret);
         a.bind(next);
     }
-    match rules.iter().find(|r| r.conds.is_empty()) {
-        Some(r) => a.ret(r.ret),
-        None => a.ret(default),
-    }
+    a.ret(default);
 }
 
 /// Falls through when the condition holds, jumps to `fail` otherwise. Comparisons are unsigned

@@ -101,17 +101,18 @@ pub fn finalize_identity(process: &Process) -> Result<()> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    // setgroups is refused in a user namespace whose setgroups file says deny.
-    let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
-        .map(|s| s.trim() != "deny")
-        .unwrap_or(true);
-    if setgroups_allowed {
-        setgroups(&gids).step("process.user.additionalGids: setgroups")?;
-    } else if !gids.is_empty() {
-        return Err(Error::config(
-            "process.user.additionalGids",
-            "cannot set supplementary groups: setgroups is denied in this user namespace",
-        ));
+    // Always asked of the kernel: a forged /proc/self/setgroups must not let berth's own
+    // groups through. EPERM is what a user namespace with setgroups "deny" answers.
+    match setgroups(&gids) {
+        Ok(()) => {}
+        Err(nix::Error::EPERM) if gids.is_empty() && setgroups_denied() => {}
+        Err(nix::Error::EPERM) if setgroups_denied() => {
+            return Err(Error::config(
+                "process.user.additionalGids",
+                "cannot set supplementary groups: setgroups is denied in this user namespace",
+            ))
+        }
+        Err(e) => return Err(Error::sys("process.user.additionalGids: setgroups", e)),
     }
     let gid = Gid::from_raw(user.gid());
     let uid = Uid::from_raw(user.uid());
@@ -145,17 +146,18 @@ pub fn finalize_identity(process: &Process) -> Result<()> {
     Ok(())
 }
 
+/// The user namespace says "deny" for setgroups (read through a verified procfs).
+fn setgroups_denied() -> bool {
+    crate::procfs::ProcRoot::open()
+        .and_then(|p| p.read("thread-self/setgroups"))
+        .is_ok_and(|s| s.trim() == "deny")
+}
+
 /// Drops from the bounding set every capability the kernel knows (0 to cap_last_cap) that is not
 /// in `keep`, including ones berth itself may not hold (a cap in the bounding set but not
 /// permitted would otherwise survive for a setuid or file-capability binary to pick up).
 fn drop_bounding_except(keep: &CapsHashSet) -> Result<()> {
-    let last = sys::cap_last_cap().map_err(|e| {
-        Error::io(
-            "drop bounding capabilities",
-            "/proc/sys/kernel/cap_last_cap",
-            e,
-        )
-    })?;
+    let last = sys::cap_last_cap().step("find the kernel's last capability")?;
     let kept: HashSet<u32> = keep.iter().map(|c| c.index() as u32).collect();
     for n in 0..=last {
         if kept.contains(&n) {

@@ -167,12 +167,20 @@ pub fn only_stdio_on_exec(cmd: &mut std::process::Command) {
     }
 }
 
-/// The highest capability number the running kernel knows.
-pub fn cap_last_cap() -> std::io::Result<u32> {
-    let s = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?;
-    s.trim()
-        .parse()
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, s.trim().to_string()))
+/// The highest capability number the running kernel knows, asked of the kernel itself
+/// (PR_CAPBSET_READ fails with EINVAL past it), not of a /proc file a bundle could cover.
+pub fn cap_last_cap() -> nix::Result<u32> {
+    let mut last = None;
+    for n in 0..=255u32 {
+        // SAFETY: PR_CAPBSET_READ takes a capability number and only reads this thread's set.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, n as libc::c_ulong, 0, 0, 0) };
+        match Errno::result(r) {
+            Ok(_) => last = Some(n),
+            Err(Errno::EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    last.ok_or(Errno::EINVAL)
 }
 
 /// Removes capability number `cap` from the bounding set (PR_CAPBSET_DROP).
@@ -436,27 +444,44 @@ pub fn get_seals(fd: RawFd) -> nix::Result<libc::c_int> {
     Errno::result(r)
 }
 
-/// A private procfs instance (fsopen + fsconfig + fsmount) for the caller's pid namespace, as
-/// an fd on its root, detached from every mount table. `subset_pid` hides everything but the
-/// pid directories (not usable for sysctl).
+/// A new, detached procfs instance (fsopen + fsmount), optionally with `subset=pid`.
 pub fn fsmount_proc(subset_pid: bool) -> nix::Result<std::os::fd::OwnedFd> {
+    let subset: &[(&std::ffi::CStr, &std::ffi::CStr)] = if subset_pid {
+        &[(c"subset", c"pid")]
+    } else {
+        &[]
+    };
+    fsmount_new(
+        c"proc",
+        subset,
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+    )
+}
+
+/// A new, detached mount of `fstype` with string options and mount attributes (fsopen,
+/// fsconfig, fsmount): attach it with `move_mount_fds`, no path involved.
+pub fn fsmount_new(
+    fstype: &std::ffi::CStr,
+    options: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    attrs: u64,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
     // SAFETY: the name is a valid C string that outlives the call.
-    let r = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
     let fsfd = owned_fd(r)?;
-    use std::os::fd::AsRawFd;
-    if subset_pid {
+    for (key, value) in options {
         // SAFETY: key and value are valid C strings that outlive the call.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
                 fsfd.as_raw_fd(),
                 FSCONFIG_SET_STRING,
-                c"subset".as_ptr(),
-                c"pid".as_ptr(),
+                key.as_ptr(),
+                value.as_ptr(),
                 0,
             )
         };
@@ -474,9 +499,18 @@ pub fn fsmount_proc(subset_pid: bool) -> nix::Result<std::os::fd::OwnedFd> {
         )
     };
     Errno::result(r)?;
-    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
     // SAFETY: fsmount takes the configured fs context fd and two flag words.
     let r = unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    owned_fd(r)
+}
+
+/// open_tree(fd, "", OPEN_TREE_CLONE | AT_EMPTY_PATH): a detached bind of exactly what `fd`
+/// refers to (a file or directory), without any path lookup.
+pub fn open_tree_clone_fd(fd: RawFd) -> nix::Result<std::os::fd::OwnedFd> {
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: the empty path is a valid C string; fd is owned by the caller.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
     owned_fd(r)
 }
 

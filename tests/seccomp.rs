@@ -250,8 +250,8 @@ fn other_abis_cannot_bypass() {
         run(&all.program, &data(AUDIT_ARCH_I386, i386_umask, [0; 6])),
         errno(1)
     );
-    // i386 getpid (20) is write on x86_64 (1)? No: plain numbers must not be confused.
-    assert_eq!(run(&all.program, &data(AUDIT_ARCH_I386, 20, [0; 6])), ALLOW);
+    // Numbers are per ABI: i386 60 is umask, x86_64 60 is exit.
+    assert_eq!(x64(&all, 60, [0; 6]), ALLOW);
     assert_eq!(
         run(&all.program, &data(0xc000_00b7, 60, [0; 6])),
         KILL_PROCESS
@@ -312,5 +312,198 @@ fn invalid_profiles_name_the_field() {
     // Unknown actions and operators are refused by the config parser itself.
     assert!(
         serde_json::from_value::<LinuxSeccomp>(json!({"defaultAction": "SCMP_ACT_NOPE"})).is_err()
+    );
+}
+
+#[test]
+fn operators_at_word_boundaries_on_every_abi() {
+    let rule = |op: &str, value: u64, two: u64| {
+        filter(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                          "args": [{"index": 2, "value": value, "valueTwo": two, "op": op}]}]
+        }))
+    };
+    let nr = libc::SYS_personality;
+    let vals: [u64; 12] = [
+        0,
+        1,
+        5,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0x1_0000_0005,
+        0x1_0000_0006,
+        0x2_0000_0000,
+        0x2_0000_0005,
+        u64::MAX,
+        u64::MAX - 1,
+        0x8000_0000_0000_0000,
+    ];
+    for op in [
+        "SCMP_CMP_EQ",
+        "SCMP_CMP_NE",
+        "SCMP_CMP_LT",
+        "SCMP_CMP_LE",
+        "SCMP_CMP_GT",
+        "SCMP_CMP_GE",
+        "SCMP_CMP_MASKED_EQ",
+    ] {
+        for &v in &vals {
+            for &t in &vals {
+                for &arg in &vals {
+                    let f = rule(op, v, t);
+                    let want = match op {
+                        "SCMP_CMP_EQ" => arg == v,
+                        "SCMP_CMP_NE" => arg != v,
+                        "SCMP_CMP_LT" => arg < v,
+                        "SCMP_CMP_LE" => arg <= v,
+                        "SCMP_CMP_GT" => arg > v,
+                        "SCMP_CMP_GE" => arg >= v,
+                        _ => arg & v == t,
+                    };
+                    let got = x64(&f, nr, [0, 0, arg, 0, 0, 0]);
+                    assert_eq!(got == errno(1), want, "{op} v={v:#x} t={t:#x} arg={arg:#x}");
+                    let got32 = run(
+                        &f.program,
+                        &data(
+                            AUDIT_ARCH_X86_64,
+                            X32_SYSCALL_BIT | nr as u32,
+                            [0, 0, arg, 0, 0, 0],
+                        ),
+                    );
+                    assert_eq!(got32 == errno(1), want, "x32 {op}");
+                    // i386: low words only.
+                    let (a, vv, tt) = (arg as u32, v as u32, t as u32);
+                    let want32 = match op {
+                        "SCMP_CMP_EQ" => a == vv,
+                        "SCMP_CMP_NE" => a != vv,
+                        "SCMP_CMP_LT" => a < vv,
+                        "SCMP_CMP_LE" => a <= vv,
+                        "SCMP_CMP_GT" => a > vv,
+                        "SCMP_CMP_GE" => a >= vv,
+                        _ => a & vv == tt,
+                    };
+                    let g = run(
+                        &f.program,
+                        &data(AUDIT_ARCH_I386, 136, [0, 0, arg, 0, 0, 0]),
+                    );
+                    assert_eq!(g == errno(1), want32, "i386 {op}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn runs_of_numbers_match_a_direct_lookup() {
+    // Pseudo-random tables with three actions and gaps, against a direct lookup.
+    let mut seed = 12345u64;
+    for _ in 0..200 {
+        let mut names = Vec::new();
+        let mut kinds = std::collections::HashMap::new();
+        for n in 0..460u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = (seed >> 33) % 4;
+            if k == 0 {
+                continue;
+            }
+            if let Some(s) = syscalls::x86_64::Sysno::new(n as usize) {
+                kinds.insert(n as u32, k);
+                names.push((s.name().to_string(), k));
+            }
+        }
+        let mk = |k: u64| -> Vec<String> {
+            names
+                .iter()
+                .filter(|(_, kk)| *kk == k)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let f = filter(
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 99, "syscalls": [
+            {"names": mk(1), "action": "SCMP_ACT_ALLOW"},
+            {"names": mk(2), "action": "SCMP_ACT_LOG"},
+            {"names": mk(3), "action": "SCMP_ACT_TRAP"}]}),
+        );
+        for nr in (0..1200u32).chain([0x3fff_ffff, u32::MAX]) {
+            let want = match kinds.get(&nr) {
+                Some(1) => ALLOW,
+                Some(2) => LOG,
+                Some(3) => TRAP,
+                _ => errno(99),
+            };
+            let got = if nr >= X32_SYSCALL_BIT {
+                KILL_PROCESS
+            } else {
+                want
+            };
+            assert_eq!(x64(&f, nr as i64, [0; 6]), got, "nr {nr}");
+        }
+    }
+}
+
+#[test]
+fn an_unconditional_rule_decides_alone() {
+    // libseccomp's precedence: the unconditional ERRNO absorbs the conditional ALLOW.
+    let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["clone"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 0x7e02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]}));
+    assert_eq!(x64(&f, libc::SYS_clone, [17, 0, 0, 0, 0, 0]), errno(1));
+    assert_eq!(
+        x64(&f, libc::SYS_clone, [0x1000_0000, 0, 0, 0, 0, 0]),
+        errno(1)
+    );
+    // A rule repeating the default is dropped, so it cannot shadow the others.
+    let g = filter(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["clone"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 0x7e02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]}));
+    assert_eq!(x64(&g, libc::SYS_clone, [17, 0, 0, 0, 0, 0]), ALLOW);
+    assert_eq!(
+        x64(&g, libc::SYS_clone, [0x1000_0000, 0, 0, 0, 0, 0]),
+        errno(1)
+    );
+}
+
+#[test]
+fn x32_only_variants_are_refused() {
+    // ptrace, ioctl and execve have x32-only numbers (521, 514, 520): a deny list naming them
+    // must not let them through the x32 ABI.
+    let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["ptrace", "ioctl", "execve"], "action": "SCMP_ACT_ERRNO"}]}));
+    for nr in [521u32, 514, 520, 547] {
+        let d = data(AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | nr, [0; 6]);
+        assert_eq!(run(&f.program, &d), KILL_PROCESS, "x32 {nr}");
+    }
+    // The shared numbers follow the rules.
+    let d = data(
+        AUDIT_ARCH_X86_64,
+        X32_SYSCALL_BIT | libc::SYS_execve as u32,
+        [0; 6],
+    );
+    assert_eq!(run(&f.program, &d), errno(1));
+    let d = data(
+        AUDIT_ARCH_X86_64,
+        X32_SYSCALL_BIT | libc::SYS_getpid as u32,
+        [0; 6],
+    );
+    assert_eq!(run(&f.program, &d), ALLOW);
+}
+
+#[test]
+fn notify_is_refused_where_the_init_would_wait_on_itself() {
+    let cfg: LinuxSeccomp = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/run/agent.sock",
+        "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}))
+    .unwrap();
+    let e = compile(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("syscalls[0].names") && e.contains("sendmsg"),
+        "{e}"
     );
 }

@@ -194,21 +194,33 @@ fn expected(profile: &Value, arches: &[String], probe: &Probe) -> Option<Outcome
         // An ABI the profile does not list is refused outright, as libseccomp does.
         Abi::I386 if !listed("SCMP_ARCH_X86") => return Some(Outcome::Signal(libc::SIGSYS)),
         Abi::X32 if !listed("SCMP_ARCH_X32") => return Some(Outcome::Signal(libc::SIGSYS)),
+        // berth refuses x32's own numbers (512 and up) whatever the profile says.
+        Abi::X32 if (probe.nr & 0xffff) >= 512 => return Some(Outcome::Signal(libc::SIGSYS)),
         _ => {}
     }
-    let mut unconditional = None;
-    for rule in cfg::array_at(profile, &["syscalls"]) {
-        if !cfg::strings_at(rule, &["names"])
-            .iter()
-            .any(|n| n == probe.name)
-        {
-            continue;
-        }
+    let default_action = profile["defaultAction"].as_str();
+    let default_errno = profile["defaultErrnoRet"].as_i64();
+    let rules: Vec<&Value> = cfg::array_at(profile, &["syscalls"])
+        .iter()
+        .filter(|r| {
+            cfg::strings_at(r, &["names"])
+                .iter()
+                .any(|n| n == probe.name)
+        })
+        // A rule repeating the default changes nothing.
+        .filter(|r| {
+            r["action"].as_str() != default_action || r["errnoRet"].as_i64() != default_errno
+        })
+        .collect();
+    // libseccomp: an unconditional rule decides the syscall alone.
+    if let Some(rule) = rules
+        .iter()
+        .find(|r| cfg::array_at(r, &["args"]).is_empty())
+    {
+        return outcome(rule, "action", "errnoRet");
+    }
+    for rule in rules {
         let conds = cfg::array_at(rule, &["args"]);
-        if conds.is_empty() {
-            unconditional.get_or_insert(rule);
-            continue;
-        }
         let hold = |c: &Value| cond_holds(c, &probe.args, probe.abi == Abi::I386);
         let mut indexes: Vec<u64> = conds.iter().filter_map(|c| c["index"].as_u64()).collect();
         indexes.sort();
@@ -222,10 +234,7 @@ fn expected(profile: &Value, arches: &[String], probe: &Probe) -> Option<Outcome
             return outcome(rule, "action", "errnoRet");
         }
     }
-    match unconditional {
-        Some(rule) => outcome(rule, "action", "errnoRet"),
-        None => outcome(profile, "defaultAction", "defaultErrnoRet"),
-    }
+    outcome(profile, "defaultAction", "defaultErrnoRet")
 }
 
 fn cond_holds(c: &Value, args: &[u64; 6], narrow: bool) -> bool {
