@@ -4,10 +4,11 @@
 # Proves process.apparmorProfile on a kernel with AppArmor. Runs as root inside the
 # ../shared/vm guest (`make test-apparmor` starts it there); refuses to run anywhere AppArmor
 # is off, because a skip is not a pass. It loads PROFILE (the `berth-test` profile, which
-# denies reading /etc/secret), then checks, each seen from outside berth:
+# denies reading /etc/secret), then checks what the container, the guest and the kernel see:
 #   1. without a profile the container is unconfined and reads /etc/secret (so 2 is not vacuous);
 #   2. with `berth-test` the container says so in /proc/self/attr/current, its read of
-#      /etc/secret fails, and the kernel logs an AppArmor denial by berth-test for it;
+#      /etc/secret fails, and the kernel logs an AppArmor denial by berth-test for it; the same
+#      as uid 1000, and without noNewPrivileges;
 #   3. the guest sees the running container process confined by berth-test (/proc/PID/attr);
 #   4. a profile that is not loaded makes `berth run` fail naming process.apparmorProfile, and
 #      the container's program never runs;
@@ -67,7 +68,7 @@ R=$B/rootfs
 mkdir -p "$R"/bin "$R"/etc "$R"/proc "$R"/sys "$R"/dev "$R"/tmp "$R"/root
 chmod 1777 "$R/tmp"
 cp /bin/busybox "$R/bin/busybox" || bail "no /bin/busybox (Debian package busybox-static)"
-for a in sh cat echo sleep true; do ln -s busybox "$R/bin/$a"; done
+for a in sh cat echo sleep true id; do ln -s busybox "$R/bin/$a"; done
 cp "$RUNTIMETEST" "$R/runtimetest" && chmod 755 "$R/runtimetest"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\n' >"$R/etc/group"
@@ -75,13 +76,15 @@ printf 'root:x:0:\n' >"$R/etc/group"
 echo "$SECRET" >"$R/etc/secret"
 chmod 644 "$R/etc/secret"
 cat >"$R/probe.sh" <<'EOF'
+echo "uid=$(id -u)"
 echo "current=$(cat /proc/self/attr/current)"
 echo "apparmor/current=$(cat /proc/self/attr/apparmor/current)"
 if cat /etc/secret; then echo "secret: read"; else echo "secret: refused"; fi
 EOF
 
 # config PROFILE ARG... : writes the bundle's config.json (and /config.json for runtimetest).
-# PROFILE "" leaves process.apparmorProfile out.
+# PROFILE "" leaves process.apparmorProfile out. CT_UID and CT_NNP set the process's user and
+# noNewPrivileges (default 0 and true).
 config() {
 	local prof=$1 args="" a aa=""
 	shift
@@ -93,7 +96,7 @@ config() {
   "process": {
     $aa
     "terminal": false,
-    "user": {"uid": 0, "gid": 0},
+    "user": {"uid": ${CT_UID:-0}, "gid": ${CT_UID:-0}},
     "args": [$args],
     "env": ["PATH=/bin"],
     "cwd": "/",
@@ -102,7 +105,7 @@ config() {
       "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
       "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     },
-    "noNewPrivileges": true
+    "noNewPrivileges": ${CT_NNP:-true}
   },
   "root": {"path": "rootfs", "readonly": true},
   "hostname": "berth-aa",
@@ -174,6 +177,24 @@ if [ "$after" -gt "$before" ]; then
 else
 	notok "no AppArmor denial by $NAME for /etc/secret in the kernel log ($before -> $after)"
 fi
+
+# 2b. The label is set before the user switch and no_new_privs: both orders must still work,
+# as a non-root user (DAC lets uid 1000 read the file) and without noNewPrivileges.
+for v in "1000 true" "0 false"; do
+	read -r CT_UID CT_NNP <<<"$v"
+	config "$NAME" /bin/sh /probe.sh
+	run "$W/variant.out"
+	rc=$?
+	show "$W/variant.out"
+	if [ $rc -eq 0 ] && grep -qx "current=$NAME (enforce)" "$W/variant.out" &&
+		grep -qx "uid=$CT_UID" "$W/variant.out" && grep -qx "secret: refused" "$W/variant.out" &&
+		! grep -q "$SECRET" "$W/variant.out"; then
+		ok "uid $CT_UID, noNewPrivileges $CT_NNP: confined by $NAME, /etc/secret refused"
+	else
+		notok "uid $CT_UID, noNewPrivileges $CT_NNP (rc $rc): expected $NAME and the read refused"
+	fi
+done
+unset CT_UID CT_NNP
 
 # 3. Seen from the guest: the running container's process is confined.
 config "$NAME" /bin/sleep 60
