@@ -11,7 +11,8 @@
 #      as uid 1000, and without noNewPrivileges;
 #   3. the guest sees the running container process confined by berth-test (/proc/PID/attr);
 #   4. a profile that is not loaded makes `berth run` fail naming process.apparmorProfile, and
-#      the container's program never runs;
+#      the container's program never runs; a bundle mount over the exec attribute neither
+#      receives the write nor leaves the container unconfined;
 #   5. runtimetest's lsm check passes under the profile (`ok - process.apparmorProfile`).
 # State lives on the guest's tmpfs /run, never on the 9p work tree.
 set -uo pipefail
@@ -84,12 +85,15 @@ EOF
 
 # config PROFILE ARG... : writes the bundle's config.json (and /config.json for runtimetest).
 # PROFILE "" leaves process.apparmorProfile out. CT_UID and CT_NNP set the process's user and
-# noNewPrivileges (default 0 and true).
+# noNewPrivileges (default 0 and true); CT_MOUNT is one more mount (JSON object); CT_NOUTS=1
+# leaves out the UTS namespace.
 config() {
 	local prof=$1 args="" a aa=""
 	shift
 	for a in "$@"; do args+="${args:+, }\"$a\""; done
 	[ -n "$prof" ] && aa="\"apparmorProfile\": \"$prof\","
+	local uts='{"type": "uts"}, ' host='"hostname": "berth-aa",'
+	[ "${CT_NOUTS:-0}" = 1 ] && uts="" host=""
 	cat >"$B/config.json" <<EOF
 {
   "ociVersion": "1.0.2",
@@ -108,7 +112,7 @@ config() {
     "noNewPrivileges": ${CT_NNP:-true}
   },
   "root": {"path": "rootfs", "readonly": true},
-  "hostname": "berth-aa",
+  $host
   "mounts": [
     {"destination": "/proc", "type": "proc", "source": "proc"},
     {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -118,11 +122,12 @@ config() {
     {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
      "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]}
+     "options": ["nosuid", "noexec", "nodev", "ro"]}${CT_MOUNT:+,
+    $CT_MOUNT}
   ],
   "linux": {
     "namespaces": [
-      {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
+      {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, $uts{"type": "mount"}
     ],
     "maskedPaths": ["/proc/kcore", "/proc/keys"],
     "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
@@ -232,6 +237,34 @@ if [ $rc -ne 0 ] && grep -q "process.apparmorProfile" "$W/missing.out" &&
 	ok "a profile that is not loaded fails berth run, naming process.apparmorProfile"
 else
 	notok "a profile that is not loaded (rc $rc): expected a failure naming process.apparmorProfile"
+fi
+
+# 4b. A bundle mount over the attribute must not take the write: here the guest's
+# kernel.domainname (UTS is shared) bound onto /proc/thread-self/attr/apparmor/exec. A runtime
+# that writes through it sets the domainname to "exec berth-test" and runs the container
+# unconfined. Safe outcomes: the write reaches the real attribute anyway (berth uses a private
+# procfs where it can) and the container is confined, or berth refuses to run it.
+dom_before=$(cat /proc/sys/kernel/domainname)
+CT_NOUTS=1
+CT_MOUNT='{"destination": "/proc/thread-self/attr/apparmor/exec", "type": "bind",
+     "source": "/proc/sys/kernel/domainname", "options": ["bind"]}'
+config "$NAME" /bin/sh /probe.sh
+unset CT_NOUTS CT_MOUNT
+run "$W/overmount.out"
+rc=$?
+show "$W/overmount.out"
+dom_after=$(cat /proc/sys/kernel/domainname)
+echo "    | guest kernel.domainname: '$dom_before' -> '$dom_after'"
+if [ "$dom_after" != "$dom_before" ]; then
+	notok "a mount over the exec attribute took berth's write (kernel.domainname changed)"
+elif [ $rc -eq 0 ] && grep -qx "current=$NAME (enforce)" "$W/overmount.out" &&
+	grep -qx "secret: refused" "$W/overmount.out"; then
+	ok "a mount over the exec attribute: the write still reached the real one, confined"
+elif [ $rc -ne 0 ] && grep -q "process.apparmorProfile" "$W/overmount.out" &&
+	! grep -q "^current=" "$W/overmount.out"; then
+	ok "a mount over the exec attribute: berth run refused, naming process.apparmorProfile"
+else
+	notok "a mount over the exec attribute (rc $rc): container not confined by $NAME"
 fi
 
 # 5. runtimetest's own check, under the profile.
