@@ -63,6 +63,7 @@ grep -q "^$MISSING " /sys/kernel/security/apparmor/profiles && bail "$MISSING is
 echo "# loaded: $(tr '\n' ' ' </sys/kernel/security/apparmor/profiles)"
 
 W=$(mktemp -d /run/berth-aa.XXXXXX) || bail "mktemp"
+chmod 755 "$W" # the user-namespace container (guest uid 100000) must reach its rootfs
 ROOT=$W/state
 B=$W/bundle
 R=$B/rootfs
@@ -85,15 +86,19 @@ EOF
 
 # config PROFILE ARG... : writes the bundle's config.json (and /config.json for runtimetest).
 # PROFILE "" leaves process.apparmorProfile out. CT_UID and CT_NNP set the process's user and
-# noNewPrivileges (default 0 and true); CT_MOUNT is one more mount (JSON object); CT_NOUTS=1
-# leaves out the UTS namespace.
+# noNewPrivileges (default 0 and true); CT_MOUNT is one more mount (JSON object); CT_USERNS=1
+# adds a user namespace (container 0 = guest 100000).
 config() {
 	local prof=$1 args="" a aa=""
 	shift
 	for a in "$@"; do args+="${args:+, }\"$a\""; done
 	[ -n "$prof" ] && aa="\"apparmorProfile\": \"$prof\","
-	local uts='{"type": "uts"}, ' host='"hostname": "berth-aa",'
-	[ "${CT_NOUTS:-0}" = 1 ] && uts="" host=""
+	local userns="" maps=""
+	if [ "${CT_USERNS:-0}" = 1 ]; then
+		userns='{"type": "user"}, '
+		maps='"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],'
+	fi
 	cat >"$B/config.json" <<EOF
 {
   "ociVersion": "1.0.2",
@@ -112,7 +117,7 @@ config() {
     "noNewPrivileges": ${CT_NNP:-true}
   },
   "root": {"path": "rootfs", "readonly": true},
-  $host
+  "hostname": "berth-aa",
   "mounts": [
     {"destination": "/proc", "type": "proc", "source": "proc"},
     {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -126,8 +131,9 @@ config() {
     $CT_MOUNT}
   ],
   "linux": {
+    $maps
     "namespaces": [
-      {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, $uts{"type": "mount"}
+      $userns{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
     ],
     "maskedPaths": ["/proc/kcore", "/proc/keys"],
     "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
@@ -239,33 +245,34 @@ else
 	notok "a profile that is not loaded (rc $rc): expected a failure naming process.apparmorProfile"
 fi
 
-# 4b. A bundle mount over the attribute must not take the write: here the guest's
-# kernel.domainname (UTS is shared) bound onto /proc/thread-self/attr/apparmor/exec. A runtime
-# that writes through it sets the domainname to "exec berth-test" and runs the container
-# unconfined. Safe outcomes: the write reaches the real attribute anyway (berth uses a private
-# procfs where it can) and the container is confined, or berth refuses to run it.
-dom_before=$(cat /proc/sys/kernel/domainname)
-CT_NOUTS=1
-CT_MOUNT='{"destination": "/proc/thread-self/attr/apparmor/exec", "type": "bind",
+# 4b. A bundle mount over the attribute must not take the write: here kernel.domainname bound
+# onto /proc/thread-self/attr/apparmor/exec. A runtime that writes through it sets the
+# container's domainname to "exec berth-test" and runs the container unconfined. Safe outcomes:
+# the write reaches the real attribute anyway (berth uses a private procfs where it can) and
+# the container is confined, or berth refuses to run it. With a user namespace too, where a
+# private procfs may be refused and the mounted /proc is used.
+for userns in 0 1; do
+	CT_USERNS=$userns
+	CT_MOUNT='{"destination": "/proc/thread-self/attr/apparmor/exec", "type": "bind",
      "source": "/proc/sys/kernel/domainname", "options": ["bind"]}'
-config "$NAME" /bin/sh /probe.sh
-unset CT_NOUTS CT_MOUNT
-run "$W/overmount.out"
-rc=$?
-show "$W/overmount.out"
-dom_after=$(cat /proc/sys/kernel/domainname)
-echo "    | guest kernel.domainname: '$dom_before' -> '$dom_after'"
-if [ "$dom_after" != "$dom_before" ]; then
-	notok "a mount over the exec attribute took berth's write (kernel.domainname changed)"
-elif [ $rc -eq 0 ] && grep -qx "current=$NAME (enforce)" "$W/overmount.out" &&
-	grep -qx "secret: refused" "$W/overmount.out"; then
-	ok "a mount over the exec attribute: the write still reached the real one, confined"
-elif [ $rc -ne 0 ] && grep -q "process.apparmorProfile" "$W/overmount.out" &&
-	! grep -q "^current=" "$W/overmount.out"; then
-	ok "a mount over the exec attribute: berth run refused, naming process.apparmorProfile"
-else
-	notok "a mount over the exec attribute (rc $rc): container not confined by $NAME"
-fi
+	config "$NAME" /bin/sh -c 'echo domainname=$(cat /proc/sys/kernel/domainname); . /probe.sh'
+	unset CT_USERNS CT_MOUNT
+	run "$W/overmount.out"
+	rc=$?
+	show "$W/overmount.out"
+	what="a mount over the exec attribute (user namespace: $userns)"
+	if grep -q "^domainname=exec" "$W/overmount.out"; then
+		notok "$what took berth's write (the container's domainname is the label)"
+	elif [ $rc -eq 0 ] && grep -qx "current=$NAME (enforce)" "$W/overmount.out" &&
+		grep -qx "secret: refused" "$W/overmount.out"; then
+		ok "$what: the write still reached the real attribute; confined"
+	elif [ $rc -ne 0 ] && grep -q "process.apparmorProfile" "$W/overmount.out" &&
+		! grep -q "^current=" "$W/overmount.out"; then
+		ok "$what: berth run refused, naming process.apparmorProfile"
+	else
+		notok "$what (rc $rc): the container is not confined by $NAME"
+	fi
+done
 
 # 5. runtimetest's own check, under the profile.
 config "$NAME" /runtimetest
