@@ -2,13 +2,15 @@
 
 CARGO ?= cargo
 TARGET_TRIPLE := x86_64-unknown-linux-gnu
-BERTH := target/release/berth
-RUNTIMETEST := target/$(TARGET_TRIPLE)/release/runtimetest
-INTEGRATION := target/release/integration
+# Where cargo puts its output: CARGO_TARGET_DIR if set, as cargo does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BERTH := $(TARGET_DIR)/release/berth
+RUNTIMETEST := $(TARGET_DIR)/$(TARGET_TRIPLE)/release/runtimetest
+INTEGRATION := $(TARGET_DIR)/release/integration
 DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
-	test-managers lint demo clean
+	test-managers test-apparmor lint demo clean
 
 all: build
 
@@ -68,6 +70,22 @@ test-managers: deps-managers build runtimetest
 	integration/managers/run.sh $(BERTH) $(RUNTIMETEST)
 
 test: deps unit integration compare test-managers
+
+# process.apparmorProfile for real: this host has no AppArmor, so the check runs in a QEMU guest
+# on Debian's kernel (../shared/vm, beside the repo), which has it. The guest's root is this
+# host's /, so apparmor_parser and busybox come from packages installed here.
+VM ?= $(CURDIR)/../shared/vm
+test-apparmor: build runtimetest
+	@missing=""; \
+	for p in apparmor busybox-static; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	$(VM)/run-in-guest.sh $(CURDIR) integration/vm/apparmor.sh $(BERTH) $(RUNTIMETEST) \
+		integration/vm/berth-test.apparmor
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -4,25 +4,20 @@
 //! Both labels are exec labels: the init writes them into its own procfs attributes just before
 //! the program runs, and the kernel applies them at execve. A host without the LSM cannot apply
 //! them; as runc does, that is a debug record, not an error (`features` says which LSMs the host
-//! has). Attribute files are opened without following links and checked to be procfs, so a
-//! bundle that mounts something over /proc cannot redirect the write.
+//! has). Attribute files are written through `procfs` (a verified procfs root, no symlink
+//! followed, no mount crossed), so a bundle that mounts something over them cannot redirect
+//! the write.
 
+use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::logging;
+use crate::{logging, procfs};
 
 /// AppArmor is enabled: the module is loaded and says so.
 pub fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.trim() == "Y")
-}
-
-/// The kernel has per-LSM attribute directories (/proc/<pid>/attr/apparmor/, Linux 5.1+).
-fn apparmor_attr_dir() -> bool {
-    crate::procfs::ProcRoot::open()
-        .and_then(|p| p.open_dir("thread-self/attr/apparmor"))
-        .is_ok()
 }
 
 /// SELinux is enabled: its filesystem is mounted.
@@ -70,21 +65,34 @@ pub struct Labels {
 
 impl Labels {
     /// Sets the exec labels; call in the init, after pivot_root, before the user switch.
+    /// The attributes are written through [`procfs`], so a bundle mount over them (or over a
+    /// directory on the way) makes this fail instead of taking the write and leaving the
+    /// process unlabelled.
     pub fn apply_exec(&self) -> Result<()> {
+        if self.apparmor.is_none() && self.selinux.is_none() {
+            return Ok(());
+        }
+        let proc = procfs::ProcRoot::open()?;
         if let Some(p) = &self.apparmor {
-            // The LSM-specific file first (kernels with LSM stacking), then the shared one.
-            let line = format!("exec {p}");
-            // The LSM's own file where the kernel has it (LSM stacking), else the shared one.
-            let attr = if apparmor_attr_dir() {
-                "apparmor/exec"
-            } else {
-                "exec"
+            let refuse = |e: &dyn std::fmt::Display| {
+                Error::config("process.apparmorProfile", format!("{p:?}: {e}"))
             };
-            write_attr(attr, &line)
-                .map_err(|e| Error::config("process.apparmorProfile", format!("{p:?}: {e}")))?;
+            // The LSM-specific file (kernels since 5.8), else the shared one.
+            let mut f = match proc.open_write("thread-self/attr/apparmor/exec") {
+                Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                    proc.open_write("thread-self/attr/exec")
+                }
+                other => other,
+            }
+            .map_err(|e| refuse(&e))?;
+            f.write_all(format!("exec {p}").as_bytes())
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => refuse(&"no AppArmor profile of that name is loaded"),
+                    _ => refuse(&e),
+                })?;
         }
         if let Some(l) = &self.selinux {
-            write_attr("exec", l)
+            proc.write("thread-self/attr/exec", l.as_bytes())
                 .map_err(|e| Error::config("process.selinuxLabel", format!("{l:?}: {e}")))?;
         }
         Ok(())
@@ -98,10 +106,4 @@ impl Labels {
             None => data.to_string(),
         }
     }
-}
-
-/// Writes /proc/thread-self/attr/<name> through a verified procfs (see `procfs`): a bundle's
-/// mount over /proc or any attr file cannot redirect or swallow the label.
-fn write_attr(name: &str, value: &str) -> Result<()> {
-    crate::procfs::write(&format!("thread-self/attr/{name}"), value.as_bytes())
 }
