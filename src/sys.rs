@@ -46,28 +46,45 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// mount_setattr(2) on a path, recursively.
-pub fn mount_setattr_recursive(path: &str, set: u64, clr: u64) -> nix::Result<()> {
-    let cpath = CString::new(path).map_err(|_| Errno::EINVAL)?;
+/// mount_setattr(2): sets and clears mount attributes on what `dirfd` + `path` name.
+fn mount_setattr(
+    dirfd: RawFd,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    set: u64,
+    clr: u64,
+) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: cpath is a valid C string and attr a properly sized, initialised struct that
-    // outlives the call.
+    // SAFETY: path is a valid C string and attr a properly sized, initialised struct; both
+    // outlive the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
+            dirfd,
+            path.as_ptr(),
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     Errno::result(r).map(drop)
+}
+
+/// mount_setattr(2) on a path, recursively.
+pub fn mount_setattr_recursive(path: &str, set: u64, clr: u64) -> nix::Result<()> {
+    let cpath = CString::new(path).map_err(|_| Errno::EINVAL)?;
+    mount_setattr(
+        libc::AT_FDCWD,
+        &cpath,
+        libc::AT_RECURSIVE as libc::c_uint,
+        set,
+        clr,
+    )
 }
 
 /// Marks every fd from `first` up close-on-exec, so only what the process should get survives
@@ -342,25 +359,7 @@ pub fn open_tree<P: AsRef<std::ffi::OsStr> + ?Sized>(
 
 /// mount_setattr(2) on the mount an fd (e.g. from open_tree or fsmount) refers to.
 pub fn mount_setattr_fd(fd: RawFd, set: u64, clr: u64) -> nix::Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clr,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: the empty path is a valid C string, attr an initialised struct of the size
-    // passed; both outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd,
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(r).map(drop)
+    mount_setattr(fd, c"", libc::AT_EMPTY_PATH as libc::c_uint, set, clr)
 }
 
 /// execveat(fd, "", argv, envp, AT_EMPTY_PATH): runs the file an fd refers to. Returns only on

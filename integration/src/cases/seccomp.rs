@@ -386,8 +386,9 @@ pub const PODMAN_PROFILE: &str = "target/containers-common/usr/share/containers/
 /// holding `caps`, as they do: keep the rules whose includes/excludes fit.
 pub fn oci_from_moby(profile: &Value, caps: &[&str]) -> Value {
     let fits = |rule: &Value| {
-        let arches = |k: &str| -> Vec<String> {
-            rule[k]["arches"]
+        // rule.includes.arches, rule.excludes.caps, ...: the strings of one list.
+        let list = |k: &str, what: &str| -> Vec<String> {
+            rule[k][what]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -396,16 +397,8 @@ pub fn oci_from_moby(profile: &Value, caps: &[&str]) -> Value {
                 })
                 .unwrap_or_default()
         };
-        let rcaps = |k: &str| -> Vec<String> {
-            rule[k]["caps"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let arches = |k: &str| list(k, "arches");
+        let rcaps = |k: &str| list(k, "caps");
         let inc_a = arches("includes");
         let exc_a = arches("excludes");
         let inc_c = rcaps("includes");
