@@ -135,10 +135,10 @@ fn mount_destination_race(ctx: &mut Ctx) -> R {
         escaped == 0,
         "{escaped} of {runs} containers found the bind mounted on /victim, outside its destination"
     );
-    // Creates that lose the race may fail (the destination is not a directory at that moment);
-    // at least some must have run.
+    // A create that resolves /flip while it is the link fails (the link's target does not
+    // exist inside the root): fine, but enough must get through for the race to have been run.
     ensure!(
-        failed < runs / 2,
+        runs - failed >= 5,
         "{failed} of {runs} containers failed to run, too many for the race to mean anything: {}",
         failures.join("; ")
     );
