@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, SFlag};
@@ -168,54 +168,6 @@ fn recursive_attr(name: &str) -> Option<(u64, bool)> {
     })
 }
 
-/// Resolves `unsafe_path` as if `root` were `/`: `..` stops at the root and symlinks are
-/// followed inside it, so the result always lies under `root`.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
-    let mut pending: Vec<PathBuf> = unsafe_path
-        .components()
-        .rev()
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match Path::new(&part).components().next() {
-            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
-            Some(Component::ParentDir) => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = root.join(&resolved).join(&part);
-        match fs::symlink_metadata(&candidate) {
-            Ok(md) if md.file_type().is_symlink() => {
-                links += 1;
-                if links > 255 {
-                    return Err(Error::io(
-                        "resolve path in rootfs",
-                        candidate,
-                        std::io::Error::from_raw_os_error(libc::ELOOP),
-                    ));
-                }
-                let target = fs::read_link(&candidate)
-                    .map_err(|e| Error::io("resolve path in rootfs", &candidate, e))?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                pending.extend(
-                    target
-                        .components()
-                        .rev()
-                        .map(|c| PathBuf::from(c.as_os_str())),
-                );
-            }
-            _ => resolved.push(&part),
-        }
-    }
-    Ok(root.join(resolved))
-}
-
 fn mnt(
     source: Option<&Path>,
     target: &Path,
@@ -366,7 +318,7 @@ pub fn mount_all(
         .enumerate()
     {
         let src_fd = bind_sources.get(i).and_then(Option::as_ref);
-        mount_one(m, &root, rootfs, in_userns, labels, src_fd, cgroup_ns).map_err(|e| {
+        mount_one(m, &root, in_userns, labels, src_fd, cgroup_ns).map_err(|e| {
             Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
         })?;
     }
@@ -475,7 +427,6 @@ fn kernel_fs_mount_point(root: &Root, dest: &Path) -> Result<OwnedFd> {
 fn mount_one(
     m: &Mount,
     root: &Root,
-    rootfs: &Path,
     in_userns: bool,
     labels: &Labels,
     src_fd: Option<&OwnedFd>,
@@ -487,8 +438,7 @@ fn mount_one(
     let is_bind = opts.bind || typ == "bind";
     let dest_rel = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
-        let dest = secure_join(rootfs, dest_rel)?;
-        return mount_cgroup(&dest, typ, &opts, cgroup_ns);
+        return mount_cgroup(root, dest_rel, typ, &opts, cgroup_ns);
     }
     let source = m.source().as_deref();
     check_not_inside_procfs(root, dest_rel)?;
@@ -624,39 +574,28 @@ fn locked_flags(path: &Path) -> MsFlags {
     out
 }
 
-fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
-    if dir {
-        return fs::create_dir_all(dest).map_err(|e| Error::io("create mount point", dest, e));
-    }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|e| Error::io("create mount point", parent, e))?;
-    }
-    match fs::symlink_metadata(dest) {
-        Ok(_) => Ok(()),
-        Err(_) => fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dest)
-            .map(drop)
-            .map_err(|e| Error::io("create mount point", dest, e)),
-    }
-}
-
 /// cgroup mounts: on a unified host a cgroup2 mount; on v1 and hybrid hosts a tmpfs holding, for
 /// every hierarchy the host mounts under /sys/fs/cgroup (the cgroup2 `unified` one included),
 /// only the container's own cgroup — never the host's whole tree (escape class 6). With a cgroup
 /// namespace each hierarchy is mounted afresh, which the kernel roots at the namespace's root
 /// (the container's cgroup: the init was placed there before it unshared). Without one, the
 /// container's cgroup directory is bound from the host's mount.
-fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts, cgroup_ns: bool) -> Result<()> {
-    create_mount_point(dest, true)?;
+fn mount_cgroup(
+    root: &Root,
+    dest_rel: &Path,
+    typ: &str,
+    opts: &MountOpts,
+    cgroup_ns: bool,
+) -> Result<()> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let point = root.mkdir_all(dest_rel)?;
+    let dest = PathBuf::from(fd_path(&point));
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base_flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if typ == "cgroup2" || crate::cgroups::is_unified() {
         return mnt(
             Some(Path::new("cgroup2")),
-            dest,
+            &dest,
             Some("cgroup2"),
             opts.flags & !MsFlags::MS_REMOUNT,
             None,
@@ -664,11 +603,38 @@ fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts, cgroup_ns: bool) -> Re
     }
     mnt(
         Some(Path::new("tmpfs")),
-        dest,
+        &dest,
         Some("tmpfs"),
         base_flags,
         Some("mode=755"),
     )?;
+    // The tmpfs just mounted, reached again and checked: everything below is made through it.
+    let tmpfs = root
+        .resolve(dest_rel)
+        .map_err(|e| Error::sys(format!("open {}", root.display(dest_rel)), e))?;
+    let (magic, _) = sys::fstatfs(tmpfs.as_raw_fd()).step("statfs the cgroup tmpfs")?;
+    if magic != TMPFS_MAGIC {
+        return Err(Error::Other(format!(
+            "{} changed while it was being mounted",
+            root.display(dest_rel)
+        )));
+    }
+    let sub = |name: &std::ffi::OsStr| -> Result<OwnedFd> {
+        match nix::sys::stat::mkdirat(
+            Some(tmpfs.as_raw_fd()),
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(e) => return Err(Error::sys(format!("create cgroup mount point {name:?}"), e)),
+        }
+        sys::openat_owned(
+            Some(tmpfs.as_raw_fd()),
+            &name.to_string_lossy(),
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW,
+        )
+        .with_step(|| format!("open cgroup mount point {name:?}"))
+    };
     let own = fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| Error::io("read own cgroups", "/proc/self/cgroup", e))?;
     let info = fs::read_to_string("/proc/self/mountinfo")
@@ -684,13 +650,13 @@ fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts, cgroup_ns: bool) -> Re
         if !done.insert(name.clone()) {
             continue;
         }
-        let target = dest.join(&name);
         let mut flags = base_flags;
         if ro {
             flags |= MsFlags::MS_RDONLY;
         }
         if cgroup_ns {
-            create_mount_point(&target, true)?;
+            let at = sub(&name)?;
+            let target = PathBuf::from(fd_path(&at));
             if h.fstype == "cgroup2" {
                 mnt(
                     Some(Path::new("cgroup2")),
@@ -719,11 +685,19 @@ fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts, cgroup_ns: bool) -> Re
             continue;
         };
         let src = h.mount_point.join(rel);
-        create_mount_point(&target, true)?;
-        mnt(Some(&src), &target, None, MsFlags::MS_BIND, None)?;
+        let at = sub(&name)?;
+        mnt(
+            Some(&src),
+            Path::new(&fd_path(&at)),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+        // Opened again from the tmpfs: now the bind's root, which the remount must reach.
+        let bound = sub(&name)?;
         mnt(
             None,
-            &target,
+            Path::new(&fd_path(&bound)),
             None,
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
             None,
@@ -732,7 +706,7 @@ fn mount_cgroup(dest: &Path, typ: &str, opts: &MountOpts, cgroup_ns: bool) -> Re
     if ro {
         mnt(
             None,
-            dest,
+            Path::new(&fd_path(&tmpfs)),
             None,
             MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base_flags,
             Some("mode=755"),

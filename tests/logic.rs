@@ -4,11 +4,13 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use berth::cgroups::resolve_path;
-use berth::rootfs::{mount_options, secure_join, v1_mount_data};
+use berth::rootfs::{mount_options, v1_mount_data};
+use berth::safepath::{normalise, walk, Root};
 use berth::signals::parse_signal;
 use berth::state::{parse_stat_start_time, validate_id};
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
+use std::os::fd::AsFd;
 
 #[test]
 fn signals_by_name_and_number() {
@@ -92,31 +94,57 @@ fn cgroup_paths() {
     assert!(p(Some("/not/systemd"), true).is_err());
 }
 
+/// Same (dev, ino) as the host path: what a resolved handle really is.
+fn id_of_fd(fd: &impl std::os::fd::AsRawFd) -> (u64, u64) {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).unwrap();
+    (st.st_dev, st.st_ino)
+}
+
+fn id_of(p: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    (m.dev(), m.ino())
+}
+
 #[test]
-fn secure_join_stays_inside_root() {
+fn paths_resolve_inside_root_with_openat2_and_the_walk() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("etc/x")).unwrap();
+    std::fs::create_dir_all(root.join("a/c")).unwrap();
+    std::fs::create_dir_all(root.join("x")).unwrap();
     symlink("/etc", root.join("abs")).unwrap();
     symlink("../../../../etc", root.join("rel")).unwrap();
     symlink("loop", root.join("loop")).unwrap();
+    let r = Root::open(root).unwrap();
+    let cases = [
+        ("/abs/x", "etc/x"),
+        ("rel/x", "etc/x"),
+        ("/../../x", "x"),
+        ("a/./c/../c", "a/c"),
+    ];
+    for (p, want) in cases {
+        let via_kernel = r.resolve(Path::new(p)).unwrap();
+        assert_eq!(
+            id_of_fd(&via_kernel),
+            id_of(&root.join(want)),
+            "openat2 {p}"
+        );
+    }
+    // The component-by-component walk (kernels without openat2) agrees.
+    let dir = std::fs::File::open(root).unwrap();
+    for (p, want) in &cases {
+        let walked = walk(dir.as_fd(), Path::new(p), false).unwrap();
+        assert_eq!(id_of_fd(&walked), id_of(&root.join(want)), "walk {p}");
+    }
+    assert!(r.resolve(Path::new("/loop/x")).is_err());
+    assert!(walk(dir.as_fd(), Path::new("/loop/x"), false).is_err());
+    assert!(r.resolve_no_symlinks(Path::new("/abs/x")).is_err());
+    assert!(walk(dir.as_fd(), Path::new("/abs/x"), true).is_err());
     assert_eq!(
-        secure_join(root, Path::new("/abs/x")).unwrap(),
-        root.join("etc/x")
+        normalise(Path::new("/dev/../etc/evil")),
+        Path::new("/etc/evil")
     );
-    assert_eq!(
-        secure_join(root, Path::new("rel/x")).unwrap(),
-        root.join("etc/x")
-    );
-    assert_eq!(
-        secure_join(root, Path::new("/../../x")).unwrap(),
-        root.join("x")
-    );
-    assert_eq!(
-        secure_join(root, Path::new("a/./b/../c")).unwrap(),
-        root.join("a/c")
-    );
-    assert!(secure_join(root, Path::new("/loop/x")).is_err());
 }
 
 #[test]
