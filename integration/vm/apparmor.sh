@@ -269,6 +269,9 @@ for userns in 0 1; do
 	elif [ $rc -ne 0 ] && grep -q "process.apparmorProfile" "$W/overmount.out" &&
 		! grep -q "^current=" "$W/overmount.out"; then
 		ok "$what: berth run refused, naming process.apparmorProfile"
+	elif [ $rc -ne 0 ] && grep -q "lies inside procfs" "$W/overmount.out" &&
+		! grep -q "^current=" "$W/overmount.out"; then
+		ok "$what: berth run refused the mount inside procfs"
 	else
 		notok "$what (rc $rc): the container is not confined by $NAME"
 	fi
