@@ -101,11 +101,7 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
         return Err(err);
     }
     // Kernels before 5.11: walk /proc/self/fd.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd: &RawFd| fd >= first as RawFd)
-        .collect();
+    let fds = open_fds_from(first)?;
     for fd in fds {
         match nix::fcntl::fcntl(
             fd,
@@ -117,6 +113,16 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// This process's open fds from `first` up, listed from /proc/self/fd (for kernels without
+/// close_range).
+fn open_fds_from(first: u32) -> nix::Result<Vec<RawFd>> {
+    Ok(std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= first as RawFd)
+        .collect())
 }
 
 /// Closes every fd from `first` up. Only for start-up, before this process has opened anything
@@ -134,11 +140,7 @@ pub fn close_inherited_from(first: u32) -> nix::Result<()> {
         return Err(err);
     }
     // Kernels before 5.9: walk /proc/self/fd.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd: &RawFd| fd >= first as RawFd)
-        .collect();
+    let fds = open_fds_from(first)?;
     for fd in fds {
         match nix::unistd::close(fd) {
             // The directory walk's own descriptor, closed by now.
