@@ -119,7 +119,7 @@ fn create_in(
 }
 
 /// Writes the pid file atomically (temp file + rename), as containerd reads it at any time.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
