@@ -314,6 +314,22 @@ pub fn is_frozen(path: &Path) -> bool {
     matches!(fs::read_to_string(v2), Ok(s) if s.trim() == "1")
 }
 
+/// SIGKILLs every process in the cgroup at once through cgroup v2's `cgroup.kill` (on a hybrid
+/// host, the unified tree's, where the container has its cgroup too). False where the kernel
+/// has no such file.
+pub fn kill_all(path: &Path) -> bool {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let file = if is_unified() {
+        Path::new(CGROUP_ROOT).join(rel).join("cgroup.kill")
+    } else {
+        Path::new(CGROUP_ROOT)
+            .join("unified")
+            .join(rel)
+            .join("cgroup.kill")
+    };
+    fs::write(file, "1").is_ok()
+}
+
 /// Every pid in the container's cgroup.
 pub fn pids(path: &Path) -> Result<Vec<i32>> {
     let mgr = manager(path)?;
