@@ -163,6 +163,9 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
     let _ = fs::remove_file(&fifo);
     f.write_all(&[0])
         .map_err(|e| Error::io("signal start", &fifo, e))?;
+    // Poststart hooks run once the process has started: the init's read end is close-on-exec,
+    // so the fifo loses its last reader at the execve (or if the init dies first).
+    wait_no_readers(&f);
     drop(f);
     let hooks = st.config.hooks().as_ref();
     if let Err(e) = hooks::run_all(Kind::Poststart, hooks, &hook_state(&st, Status::Running)) {
@@ -172,6 +175,20 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Blocks until the fifo `f` (a write end) has no reader left: poll reports POLLERR then, even
+/// when no event is asked for.
+fn wait_no_readers(f: &fs::File) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            _ => return,
+        }
+    }
 }
 
 trait NonBlock {
