@@ -104,6 +104,7 @@ fn create_in(
         cgroup_created_depth: spawned.cgroup_created_depth,
         systemd_cgroup: ctx.systemd_cgroup,
         own_pid_ns: spawned.own_pid_ns,
+        rootfs_mount_before: spawned.rootfs_mount_before,
         config: bundle.spec.clone(),
     };
     let written = dir.save(&st).and_then(|_| match &opts.pid_file {
@@ -113,6 +114,7 @@ fn create_in(
     if let Err(e) = written {
         kill_and_wait(&st);
         let _ = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth);
+        release_host_mounts(&st);
         return Err(e);
     }
     Ok(spawned.pid)
@@ -300,8 +302,18 @@ fn kill_and_wait(st: &ContainerState) {
     }
 }
 
-/// Undoes create: cgroup, poststop hooks (failures are warnings), state dir.
+/// A container without its own mount namespace mounted on the host's table: detach it.
+fn release_host_mounts(st: &ContainerState) {
+    if let Some(before) = st.rootfs_mount_before {
+        if let Err(e) = crate::rootfs::detach_host_mounts(&st.oci.rootfs, before) {
+            logging::warn(&format!("delete {}: {e}", st.oci.id));
+        }
+    }
+}
+
+/// Undoes create: cgroup, host mounts, poststop hooks (failures are warnings), state dir.
 fn destroy(dir: StateDir, st: &ContainerState) {
+    release_host_mounts(st);
     if let Err(e) = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth) {
         logging::warn(&format!("delete {}: {e}", st.oci.id));
     }

@@ -210,7 +210,25 @@ pub fn propagation_flags(name: &str) -> Result<MsFlags> {
 /// "/" becomes rslave (or rshared/rprivate when asked) for the setup; the configured mode is
 /// applied to the new root after pivot_root (see `apply_root_propagation`), because an
 /// unbindable "/" could not be bound and pivot_root refuses a shared new root.
-pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
+pub fn prepare_root(spec: &Spec, rootfs: &Path, host_mount_ns: bool) -> Result<()> {
+    if host_mount_ns {
+        // No mount namespace of its own: the host's "/" keeps its propagation. Everything the
+        // container mounts goes on a private bind of the rootfs, which delete detaches whole.
+        mnt(
+            Some(rootfs),
+            rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        return mnt(
+            None,
+            rootfs,
+            None,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None,
+        );
+    }
     let mode = root_propagation(spec)?;
     let setup = if mode.contains(MsFlags::MS_PRIVATE) {
         MsFlags::MS_PRIVATE | MsFlags::MS_REC
@@ -957,8 +975,13 @@ fn create_device(
 
 /// Step 4: make the rootfs `/`. The old root is detached after making it a slave, so the
 /// unmount never propagates to the host.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<()> {
     chdir(rootfs).with_step(|| format!("chdir {}", rootfs.display()))?;
+    if host_mount_ns {
+        // The host's mount table is shared: pivot_root or a move would change the host's.
+        chroot(".").step("chroot into rootfs")?;
+        return chdir("/").step("chdir /");
+    }
     if no_pivot {
         hide_host_kernel_fs(rootfs)?;
         mnt(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
@@ -1095,4 +1118,33 @@ pub fn remount_readonly(path: &Path) -> Result<()> {
         mnt(None, path, None, flags | locked_flags(path), None)?;
     }
     Ok(())
+}
+
+/// The id of the mount `path` is on (its top mount when it is a mount point).
+pub fn mount_id_of(path: &Path) -> Result<u64> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_step(|| format!("open {}", path.display()))?;
+    let r = crate::sys::mount_id_and_ino(fd).map(|(id, _)| id);
+    let _ = nix::unistd::close(fd);
+    r.with_step(|| format!("mount id of {}", path.display()))
+}
+
+/// Undoes what a container without its own mount namespace mounted on the host: detaches the
+/// mounts stacked on `rootfs` until the one that was there before create (`before`) is on top.
+pub fn detach_host_mounts(rootfs: &Path, before: u64) -> Result<()> {
+    for _ in 0..16 {
+        if mount_id_of(rootfs)? == before {
+            return Ok(());
+        }
+        umount2(rootfs, MntFlags::MNT_DETACH)
+            .with_step(|| format!("detach the container's mounts on {}", rootfs.display()))?;
+    }
+    Err(Error::Other(format!(
+        "{}: mounts still stacked after 16 detaches",
+        rootfs.display()
+    )))
 }
