@@ -10,6 +10,18 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use crate::error::{Error, Result, SysContext};
 
+/// Every namespace type berth creates or joins (each has its clone flag below).
+pub const ALL: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Time,
+];
+
 pub fn name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mount",
