@@ -164,6 +164,11 @@ pub fn timed<T, E>(step: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E>
     r
 }
 
+/// `timed` for a step that cannot fail.
+pub fn time<T>(step: &str, f: impl FnOnce() -> T) -> T {
+    timed(step, || Ok::<T, std::convert::Infallible>(f())).unwrap_or_else(|e| match e {})
+}
+
 /// A duration as a short human reading: `850µs`, `3.2ms`, `1.25s`.
 fn took(d: Duration) -> String {
     let us = d.as_micros();

@@ -125,6 +125,25 @@ impl NsPlan {
         self.join.is_empty() && !self.new_user && !self.join_pid_or_time
     }
 
+    /// One line for the debug log: what is joined, what is created, and how.
+    pub fn describe(&self) -> String {
+        let joined: Vec<&str> = self.join.iter().map(|(t, _)| name(*t)).collect();
+        let created: Vec<&str> = ALL
+            .iter()
+            .filter(|t| {
+                self.create.contains(clone_flag(**t))
+                    || (**t == LinuxNamespaceType::Cgroup && self.new_cgroup)
+            })
+            .map(|t| name(*t))
+            .collect();
+        let how = if self.single_clone() {
+            "one clone"
+        } else {
+            "a stage process"
+        };
+        format!("join {joined:?}, create {created:?}, through {how}")
+    }
+
     pub fn join_all(&self, which: impl Fn(LinuxNamespaceType) -> bool) -> Result<()> {
         for (t, f) in &self.join {
             if which(*t) {
