@@ -369,6 +369,36 @@ fn spec(ctx: &mut Ctx) -> R {
         "spec root.path is {}",
         v["root"]["path"]
     );
+    // runc's defaults, which scripts edit with jq.
+    ensure!(v["process"]["terminal"] == true, "terminal is not true");
+    ensure!(
+        v["process"]["args"] == serde_json::json!(["sh"]),
+        "args are not [sh]"
+    );
+    ensure!(
+        v["process"]["noNewPrivileges"] == true,
+        "noNewPrivileges is not true"
+    );
+    ensure!(v["root"]["readonly"] == true, "root is not read-only");
+    let ns: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["type"].as_str())
+        .collect();
+    for n in ["pid", "network", "ipc", "uts", "mount", "cgroup"] {
+        ensure!(ns.contains(&n), "namespaces lack {n}: {ns:?}");
+    }
+    let rl = ctx.dir("specdir-rootless");
+    let r = rl.to_string_lossy().into_owned();
+    let o = ctx.rt.exec(&["spec", "--rootless", "--bundle", &r]);
+    ensure!(o.success(), "spec --rootless: {}", o.brief());
+    let text = std::fs::read_to_string(rl.join("config.json"))?;
+    let rv: Value = serde_json::from_str(&text).map_err(|e| format!("rootless spec: {e}"))?;
+    ensure!(
+        rv["linux"]["uidMappings"].is_array() && text.contains("\"user\""),
+        "rootless spec has no user namespace and mappings"
+    );
     std::fs::write(&p, "{\"sentinel\": true}")?;
     let o = ctx.rt.exec(&["spec", "--bundle", &d]);
     ensure!(
