@@ -97,6 +97,9 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
     let plan = NsPlan::new(linux.namespaces().as_deref().unwrap_or_default())?;
+    if logging::debug_enabled() {
+        logging::debug(&format!("create: namespaces: {}", plan.describe()));
+    }
     let terminal = process.terminal().unwrap_or(false);
     let console = match (terminal, req.console_socket) {
         (true, Some(path)) => Some(console::connect(path)?),
@@ -224,6 +227,7 @@ fn spawn_inner<'a>(
         undo.pids.retain(|p| *p != stage);
         pid
     };
+    logging::debug(&format!("create: cloned init {init_pid}"));
     drop(child_chan);
     drop(bind_sources);
     drop(fifo);
@@ -231,7 +235,9 @@ fn spawn_inner<'a>(
 
     let resources = resources_with_devices(spec);
     undo.cgroup = Some((req.cgroup_path, cgroup_depth));
-    cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))?;
+    logging::timed("create: join cgroup and apply limits", || {
+        cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))
+    })?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         procfs::write(
             &format!("{init_pid}/oom_score_adj"),
@@ -257,14 +263,19 @@ fn spawn_inner<'a>(
 
     if init::wants_host_hooks(spec) {
         parent_chan.expect("HooksPlease")?;
-        hooks::run_all(Kind::Prestart, spec.hooks().as_ref(), &state_json)?;
-        hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
+        logging::timed("create: prestart and createRuntime hooks", || {
+            hooks::run_all(Kind::Prestart, spec.hooks().as_ref(), &state_json)?;
+            hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)
+        })?;
         parent_chan.send(&Msg::HooksDone)?;
     }
-    while let (Msg::SeccompFd, fds) = parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
-        hand_to_agent(req, init_pid, fds)?;
-        parent_chan.send(&Msg::SeccompDone)?;
-    }
+    logging::timed("create: wait for the init to be ready", || -> Result<()> {
+        while let (Msg::SeccompFd, fds) = parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
+            hand_to_agent(req, init_pid, fds)?;
+            parent_chan.send(&Msg::SeccompDone)?;
+        }
+        Ok(())
+    })?;
     Ok(init_pid)
 }
 
