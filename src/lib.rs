@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod lsm;
 pub mod namespaces;
+pub mod notify;
 pub mod procfs;
 pub mod ps;
 pub mod rootfs;

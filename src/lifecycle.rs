@@ -37,14 +37,14 @@ pub struct CreateOptions {
 pub fn create(ctx: &Context, id: &str, opts: &CreateOptions) -> Result<i32> {
     state::validate_id(id)?;
     let bundle = logging::timed("create: load bundle", || bundle::load(&opts.bundle))?;
-    create_from(ctx, id, opts, &bundle)
+    create_from(ctx, id, opts, bundle)
 }
 
 fn create_from(
     ctx: &Context,
     id: &str,
     opts: &CreateOptions,
-    bundle: &bundle::Bundle,
+    mut bundle: bundle::Bundle,
 ) -> Result<i32> {
     let linux = bundle.spec.linux().as_ref();
     let cgroup_path = cgroups::resolve_path(
@@ -53,13 +53,30 @@ fn create_from(
         ctx.systemd_cgroup,
     )?;
     let dir = StateDir::claim(&ctx.root, id)?;
-    let result = create_in(ctx, id, opts, bundle, &dir, &cgroup_path);
+    let result = with_runtime_env(&mut bundle.spec, &dir.dir)
+        .and_then(|()| create_in(ctx, id, opts, &bundle, &dir, &cgroup_path));
     if result.is_err() {
         if let Err(e) = dir.remove() {
             logging::warn(&format!("cleanup after failed create: {e}"));
         }
     }
     result
+}
+
+/// What berth's own environment hands on to the container: socket-activation fds (counted in
+/// LISTEN_FDS, as runc does) and an sd_notify socket of its own.
+fn with_runtime_env(spec: &mut oci_spec::runtime::Spec, state_dir: &Path) -> Result<()> {
+    let listen = crate::fds::socket_activation_fds();
+    if listen > 0 {
+        if let Some(mut p) = spec.process().clone() {
+            let mut env = p.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("LISTEN_FDS="));
+            env.push(format!("LISTEN_FDS={listen}"));
+            p.set_env(Some(env));
+            spec.set_process(Some(p));
+        }
+    }
+    crate::notify::prepare(spec, state_dir)
 }
 
 fn create_in(
@@ -160,6 +177,8 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         });
     }
     let fifo = dir.dir.join(state::EXEC_FIFO);
+    let relay = crate::notify::bind(&dir.dir)?;
+    let init = sys::pidfd_open(st.oci.pid).map_err(|e| Error::sys("open init pidfd", e))?;
     logging::timed("start: exec fifo", || {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -184,6 +203,13 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         kill_and_wait(&st);
         destroy(dir, &st);
         return Err(e);
+    }
+    if let Some(relay) = relay {
+        // Not under the lock: the container may be killed while we wait.
+        drop(dir);
+        logging::timed("start: wait for READY on the notify socket", || {
+            relay.wait_ready(&init, st.oci.pid)
+        })?;
     }
     Ok(())
 }
@@ -437,7 +463,7 @@ pub fn run(ctx: &Context, id: &str, opts: &CreateOptions, detach: bool, keep: bo
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
             .map_err(|e| Error::sys("block signals", e))?;
     }
-    let pid = create_from(ctx, id, &opts_here, &bundle)?;
+    let pid = create_from(ctx, id, &opts_here, bundle)?;
     let master = match own_console.as_ref().map(|c| c.receive_master()).transpose() {
         Ok(m) => m,
         Err(e) => {

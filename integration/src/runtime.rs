@@ -87,6 +87,8 @@ pub struct Opts {
     pub extra_fds: Vec<File>,
     /// Extra global flags placed before the subcommand (e.g. `--log f`).
     pub global: Vec<String>,
+    /// Extra environment for the runtime process.
+    pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
 }
 
@@ -148,6 +150,7 @@ impl Runtime {
         let mut cmd = Command::new(&self.path);
         cmd.arg("--root").arg(&self.root);
         cmd.args(&opts.global).args(args);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         match &opts.stdin {
             Some(p) => cmd.stdin(File::open(p)?),
             None => cmd.stdin(Stdio::null()),

@@ -14,11 +14,12 @@ use serde_json::Value;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: runtimetest [--config PATH] [check|facts|fds|probes|attack-exe [--secs N] [--trace-exec]]
+usage: runtimetest [--config PATH] [check|facts|fds|probes|notify TEXT|attack-exe [--secs N] [--trace-exec]]
   check   (default) verify the config from inside the container
   facts   print a JSON object describing this process
   fds     print the open file descriptor numbers on one line
   probes  make the seccomp probe system calls and print how each ended, one per line
+  notify  send TEXT (e.g. READY=1) as one datagram to $NOTIFY_SOCKET (sd_notify)
   attack-exe  for N seconds (default 5) try to get a writable handle on the exe of every
           other process in the pid namespace (CVE-2019-5736); never writes. --trace-exec
           (needs CAP_SYS_PTRACE) ptrace-seizes them to catch whatever they exec
@@ -30,6 +31,7 @@ enum Cmd {
     Facts,
     Fds,
     Probes,
+    Notify(String),
     AttackExe { secs: u64, trace_exec: bool },
 }
 
@@ -55,6 +57,11 @@ fn parse_cli(args: &[String]) -> Result<Cli, String> {
             "facts" if cmd.is_none() => cmd = Some(Cmd::Facts),
             "fds" if cmd.is_none() => cmd = Some(Cmd::Fds),
             "probes" if cmd.is_none() => cmd = Some(Cmd::Probes),
+            "notify" if cmd.is_none() => {
+                cmd = Some(Cmd::Notify(
+                    it.next().ok_or("notify needs the text to send")?.clone(),
+                ))
+            }
             "attack-exe" if cmd.is_none() => {
                 cmd = Some(Cmd::AttackExe {
                     secs: 5,
@@ -121,6 +128,22 @@ fn main() -> ExitCode {
         Cmd::Probes => {
             checks::seccomp::print_probes();
             ExitCode::SUCCESS
+        }
+        Cmd::Notify(text) => {
+            let sent = std::env::var("NOTIFY_SOCKET")
+                .map_err(|_| "NOTIFY_SOCKET is not set".to_string())
+                .and_then(|path| {
+                    std::os::unix::net::UnixDatagram::unbound()
+                        .and_then(|s| s.send_to(text.as_bytes(), &path))
+                        .map_err(|e| format!("send to {path}: {e}"))
+                });
+            match sent {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    out(&format!("notify: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Fds => {
             let line: Vec<String> = fds.iter().map(i32::to_string).collect();

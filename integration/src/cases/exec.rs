@@ -56,6 +56,10 @@ pub fn cases() -> Vec<Case> {
             run: no_mount_namespace,
         },
         Case {
+            name: "cli/sd_notify",
+            run: sd_notify,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -581,6 +585,59 @@ fn no_mount_namespace(ctx: &mut Ctx) -> R {
     ensure!(
         left.is_empty(),
         "mounts left on the host after delete: {left:?}"
+    );
+    Ok(())
+}
+
+/// With NOTIFY_SOCKET, the process gets a socket of its own and `start` relays its READY (with
+/// MAINPID, the init's host pid) to the caller's socket, returning only then.
+fn sd_notify(ctx: &mut Ctx) -> R {
+    let host_sock = ctx.tmp.join("host-notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&host_sock)?;
+    let sh = ctx.shared();
+    let mut ct = ctx.container(&[
+        "sh",
+        "-c",
+        "echo \"$NOTIFY_SOCKET\" > /shared/notify-env; sleep 0.5; /runtimetest notify READY=1; sleep 600",
+    ])?;
+    ct.b.add_shared(&sh);
+    let env = vec![(
+        "NOTIFY_SOCKET".to_string(),
+        host_sock.to_string_lossy().into_owned(),
+    )];
+    ct.b.write()?;
+    let o = ct.create_raw(
+        &[],
+        Opts {
+            env: env.clone(),
+            ..Default::default()
+        },
+    );
+    ensure!(o.success(), "create with NOTIFY_SOCKET: {}", o.brief());
+    let o = ct.rt.exec_opts(
+        &["start", &ct.id],
+        Opts {
+            env,
+            ..Default::default()
+        },
+    );
+    ensure!(o.success(), "start with NOTIFY_SOCKET: {}", o.brief());
+    listener.set_nonblocking(true)?;
+    let mut buf = [0u8; 512];
+    // start returned, so READY must already be here.
+    let n = listener
+        .recv(&mut buf)
+        .map_err(|e| format!("start returned before READY reached the host socket: {e}"))?;
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let pid = ct.pid()?;
+    ensure!(
+        msg.contains("READY=1") && msg.contains(&format!("MAINPID={pid}")),
+        "relayed message {msg:?} (want READY=1 and MAINPID={pid})"
+    );
+    let seen = fs::read_to_string(sh.join("notify-env")).unwrap_or_default();
+    ensure!(
+        seen.trim() == "/run/notify/notify.sock",
+        "the process's NOTIFY_SOCKET was {seen:?}"
     );
     Ok(())
 }
