@@ -526,6 +526,9 @@ fn exec_program(program: &Program, preserve_fds: u32) -> ! {
         Some(&SigSet::empty()),
         None,
     );
+    // An ignored signal stays ignored across execve: berth's own SIG_IGN for SIGPIPE (Rust's
+    // default) must not reach the process.
+    sys::reset_signal_dispositions();
     if let Some(f) = program.seccomp_late {
         if let Err(e) = f.load() {
             eprintln!("berth: {e}");

@@ -52,6 +52,14 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
     }
 }
 
+/// One line (or block) on stdout. A reader that went away (`berth features | head`) is not
+/// berth's failure: the rest is dropped instead of panicking on EPIPE.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 fn exec_options(a: &cli::ExecArgs) -> berth::exec::ExecOptions {
     berth::exec::ExecOptions {
         process: a.process.clone(),
@@ -98,7 +106,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::State(a) => {
             let st = lifecycle::state(&ctx, &a.id).with_context(|| format!("state {}", a.id))?;
-            println!("{}", serde_json::to_string_pretty(&st)?);
+            emit(&serde_json::to_string_pretty(&st)?);
         }
         Command::Kill(a) => {
             let sig = signals::parse_signal(&a.signal)?;
@@ -125,17 +133,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let all = lifecycle::list(&ctx)?;
             if a.quiet {
                 for s in &all {
-                    println!("{}", s.id);
+                    emit(&s.id);
                 }
             } else if a.format == ListFormat::Json {
-                println!("{}", serde_json::to_string(&all)?);
+                emit(&serde_json::to_string(&all)?);
             } else {
-                println!(
+                emit(&format!(
                     "{:<20} {:<8} {:<10} {:<40} {:<30} OWNER",
                     "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-                );
+                ));
                 for s in &all {
-                    println!(
+                    emit(&format!(
                         "{:<20} {:<8} {:<10} {:<40} {:<30} {}",
                         s.id,
                         s.pid,
@@ -143,7 +151,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                         s.bundle.display(),
                         s.created,
                         if s.owner.is_empty() { "root" } else { &s.owner }
-                    );
+                    ));
                 }
             }
         }
@@ -166,16 +174,16 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Ps(a) => {
             if a.format == ListFormat::Json {
                 let pids = ps::pids(&ctx.root, &a.id).with_context(|| format!("ps {}", a.id))?;
-                println!("{}", serde_json::to_string(&pids)?);
+                emit(&serde_json::to_string(&pids)?);
             } else {
                 let table = ps::table(&ctx.root, &a.id, &a.ps_options)
                     .with_context(|| format!("ps {}", a.id))?;
-                print!("{table}");
+                emit(table.trim_end_matches('\n'));
             }
         }
         Command::Features => {
             let f = features::features().context("features")?;
-            println!("{}", serde_json::to_string_pretty(&features::to_json(&f)?)?);
+            emit(&serde_json::to_string_pretty(&features::to_json(&f)?)?);
         }
     }
     Ok(0)

@@ -579,3 +579,15 @@ pub fn kill(pid: i32, sig: i32) -> nix::Result<()> {
     // SAFETY: kill only sends a signal; both arguments are plain integers.
     Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
 }
+
+/// Every catchable signal back to SIG_DFL (for a child about to execve).
+pub fn reset_signal_dispositions() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL has no handler to be unsafe about; failures (numbers the
+        // C library reserves) are harmless.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}

@@ -23,6 +23,18 @@ pub fn run(config: &Value, r: &mut Report) {
     check_rlimits(p, r);
     check_oom_score_adj(p, r);
     check_capabilities(p, r);
+    check_signal_defaults(r);
+}
+
+/// The spec says nothing of signals, so the process starts as after a plain execve by a clean
+/// parent: nothing blocked, nothing ignored (a runtime written in a language that ignores
+/// SIGPIPE for itself must not hand that on).
+fn check_signal_defaults(r: &mut Report) {
+    let status = read_status().unwrap_or_default();
+    for (field, what) in [("SigBlk", "blocked signals"), ("SigIgn", "ignored signals")] {
+        let got = parse::status_field(&status, field).unwrap_or("(unreadable)");
+        r.check_eq(what, "0000000000000000", got);
+    }
 }
 
 fn basename(s: &str) -> &str {
