@@ -198,6 +198,80 @@ fn join_other_hierarchies(path: &Path, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Puts `pid` in the container's existing cgroup in every hierarchy, or in the sub-cgroups
+/// `subs` names (`path` for all hierarchies, `controller:path` for one v1 hierarchy; both
+/// relative to the container's cgroup, and never created here).
+pub fn join_existing(path: &Path, pid: i32, subs: &[String]) -> Result<()> {
+    let unified = is_unified();
+    let mut all: Option<&str> = None;
+    let mut by_controller: Vec<(&str, &str)> = Vec::new();
+    for s in subs {
+        let (ctrl, sub) = match s.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, s.as_str()),
+        };
+        let sub_path = Path::new(sub);
+        if sub_path.is_absolute()
+            || sub_path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(Error::config(
+                "--cgroup",
+                format!("{s:?}: the path must be relative to the container's cgroup, without '..'"),
+            ));
+        }
+        match ctrl {
+            None | Some("") => all = Some(sub),
+            Some(_) if unified => {
+                return Err(Error::config(
+                    "--cgroup",
+                    format!("{s:?}: controller names only apply to cgroup v1"),
+                ))
+            }
+            Some(c) => by_controller.push((c, sub)),
+        }
+    }
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let mut matched = vec![false; by_controller.len()];
+    for base in hierarchies() {
+        let name = base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut dir = base.join(rel);
+        let own = by_controller.iter().position(|(c, _)| {
+            name.split(',').any(|n| n == *c) || c.strip_prefix("name=") == Some(name.as_str())
+        });
+        match (own, all) {
+            (Some(i), _) => {
+                matched[i] = true;
+                dir.push(by_controller[i].1);
+            }
+            (None, Some(sub)) => dir.push(sub),
+            (None, None) => {}
+        }
+        let procs = dir.join("cgroup.procs");
+        fs::write(&procs, pid.to_string()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Cgroup(format!("{} does not exist", dir.display()))
+            } else {
+                Error::Cgroup(format!("join {}: {e}", procs.display()))
+            }
+        })?;
+    }
+    if let Some(i) = matched.iter().position(|m| !m) {
+        return Err(Error::config(
+            "--cgroup",
+            format!(
+                "no cgroup hierarchy has the controller {:?}",
+                by_controller[i].0
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Removes the container's cgroup, then its empty parents down to `created_depth`.
 pub fn remove(path: &Path, created_depth: usize) -> Result<()> {
     let result = manager(path).and_then(|m| {
@@ -238,6 +312,22 @@ pub fn is_frozen(path: &Path) -> bool {
     }
     let v2 = Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze");
     matches!(fs::read_to_string(v2), Ok(s) if s.trim() == "1")
+}
+
+/// SIGKILLs every process in the cgroup at once through cgroup v2's `cgroup.kill` (on a hybrid
+/// host, the unified tree's, where the container has its cgroup too). False where the kernel
+/// has no such file.
+pub fn kill_all(path: &Path) -> bool {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let file = if is_unified() {
+        Path::new(CGROUP_ROOT).join(rel).join("cgroup.kill")
+    } else {
+        Path::new(CGROUP_ROOT)
+            .join("unified")
+            .join(rel)
+            .join("cgroup.kill")
+    };
+    fs::write(file, "1").is_ok()
 }
 
 /// Every pid in the container's cgroup.

@@ -30,8 +30,9 @@ fn bind_console(slave: RawFd) -> Result<()> {
         .step("bind the pty on /dev/console")
 }
 
-/// In the init, after pivot_root: new pty, master to the socket, slave as stdio.
-pub fn setup(socket: &UnixStream, size: Option<&ConsoleSize>) -> Result<()> {
+/// In the container, after pivot_root: new pty, master to the socket, slave as stdio (and, for
+/// the init, on /dev/console).
+pub fn setup(socket: &UnixStream, size: Option<&ConsoleSize>, on_dev_console: bool) -> Result<()> {
     let master =
         posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).step("open /dev/ptmx")?;
     grantpt(&master).step("grantpt")?;
@@ -75,7 +76,9 @@ pub fn setup(socket: &UnixStream, size: Option<&ConsoleSize>) -> Result<()> {
         ));
     }
     drop(master);
-    bind_console(slave)?;
+    if on_dev_console {
+        bind_console(slave)?;
+    }
     setsid().step("setsid")?;
     // SAFETY: TIOCSCTTY takes an int argument; slave is an open tty fd.
     if unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) } < 0 {

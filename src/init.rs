@@ -15,7 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::{chdir, read, sethostname, setresgid, setresuid, Gid, Uid};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::channel::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
@@ -190,8 +190,15 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         ctx.chan.expect("HooksDone")?;
     }
     // createContainer hooks: resolved here, before pivot_root, but in the container's
-    // namespaces.
-    hooks::run_all(Kind::CreateContainer, spec.hooks().as_ref(), &state)?;
+    // namespaces, with the container's root as their cwd (as runc runs them).
+    if spec
+        .hooks()
+        .as_ref()
+        .is_some_and(|h| !Kind::CreateContainer.of(h).is_empty())
+    {
+        chdir(ctx.rootfs).with_step(|| format!("chdir {}", ctx.rootfs.display()))?;
+        hooks::run_all(Kind::CreateContainer, spec.hooks().as_ref(), &state)?;
+    }
     rootfs::pivot(ctx.rootfs, ctx.no_pivot)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sethostname(h).step("hostname: sethostname")?;
@@ -225,8 +232,47 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     }
     // Last of the mount work: an unbindable "/" would refuse the binds above.
     rootfs::apply_root_propagation(spec)?;
-    if let Some(sock) = ctx.console {
-        console::setup(sock, process.console_size().as_ref())?;
+    let setup = ProcessSetup {
+        process,
+        chan: ctx.chan,
+        console: ctx.console,
+        bind_console: true,
+        seccomp: ctx.seccomp,
+        labels: ctx.labels,
+    };
+    let mut program = prepare_process(&setup)?;
+    // startContainer hooks run once the process is about to run: they see it as running.
+    program.state = match serde_json::from_str::<crate::state::OciState>(&state) {
+        Ok(mut st) => {
+            st.status = crate::state::Status::Running;
+            serde_json::to_string(&st).unwrap_or(state)
+        }
+        Err(_) => state,
+    };
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    install_exit_handlers();
+    ctx.chan.send(&Msg::Ready)?;
+    Ok(program)
+}
+
+/// What every container process gets from its `process` object, whether it is the init or an
+/// exec'd process: terminal, rlimits, cwd, LSM labels, seccomp, user and capabilities, umask and
+/// no_new_privs.
+pub struct ProcessSetup<'a> {
+    pub process: &'a Process,
+    pub chan: &'a Channel,
+    pub console: Option<&'a UnixStream>,
+    /// The init binds its pty on /dev/console; an exec'd process only gets it as stdio.
+    pub bind_console: bool,
+    pub seccomp: Option<&'a Filter>,
+    pub labels: &'a crate::lsm::Labels,
+}
+
+/// Applies `process` up to, not including, execve, in the container's root and namespaces.
+fn prepare_process<'a>(p: &ProcessSetup<'a>) -> Result<Program<'a>> {
+    let process = p.process;
+    if let Some(sock) = p.console {
+        console::setup(sock, process.console_size().as_ref(), p.bind_console)?;
     }
     if let Some(rl) = process.rlimits() {
         security::set_rlimits(rl)?;
@@ -236,27 +282,21 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     // cannot break the check; entered again after the user switch only if root could not.
     let entered = enter_cwd(cwd)?;
     let mut program = resolve_program(process)?;
-    // startContainer hooks run once the process is about to run: they see it as running.
-    program.state = match serde_json::from_str::<crate::state::OciState>(&state) {
-        Ok(mut st) => {
-            st.status = crate::state::Status::Running;
-            serde_json::to_string(&st).unwrap_or(state)
-        }
-        Err(_) => state,
-    };
     // Seccomp as late as possible, so berth's own remaining calls are not filtered. Without
     // no_new_privs only a CAP_SYS_ADMIN holder may load a filter: before the user switch. With
-    // it: just before execve, unless an agent must get the listener fd during create.
+    // it: just before execve, unless an agent must get the listener fd now.
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let (seccomp_now, seccomp_late) = match ctx.seccomp {
+    let (seccomp_now, seccomp_late) = match p.seccomp {
         Some(f) if nnp && !f.notifies() => (None, Some(f)),
         other => (other, None),
     };
     // Exec labels: the kernel switches to them at execve.
-    ctx.labels.apply_exec()?;
+    p.labels.apply_exec()?;
     if let Some(f) = seccomp_now.filter(|_| !nnp) {
-        load_seccomp(ctx, f)?;
+        load_seccomp(p.chan, f)?;
     }
+    // stdio (the pty included) belongs to the process's user, as runc leaves it.
+    security::own_stdio(process.user());
     security::finalize_identity(process)?;
     if !entered {
         chdir(cwd)
@@ -266,20 +306,56 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     security::set_umask(process);
     security::set_no_new_privileges(process)?;
     if let Some(f) = seccomp_now.filter(|_| nnp) {
-        load_seccomp(ctx, f)?;
+        load_seccomp(p.chan, f)?;
     }
     program.seccomp_late = seccomp_late;
-    let _ = nix::sys::prctl::set_pdeathsig(None);
-    install_exit_handlers();
-    ctx.chan.send(&Msg::Ready)?;
     Ok(program)
 }
 
+/// An exec'd process: everything it needs in its child.
+pub struct ExecContext<'a> {
+    pub setup: ProcessSetup<'a>,
+    /// The container's init, pinned: `setns` on a pidfd joins all its namespaces at once.
+    pub init: &'a OwnedFd,
+    /// The namespaces the init is in and berth is not (the pid namespace already applies to
+    /// this child: the parent set it for its children before the clone).
+    pub join: CloneFlags,
+    pub preserve_fds: u32,
+}
+
+/// The child of `berth exec`: joins the container, waits until the parent has put it in the
+/// container's cgroup, becomes the process and execs it. Never returns.
+pub fn run_exec(ctx: &ExecContext) -> ! {
+    // Non-dumpable until execve resets it: /proc/<pid>/exe of a berth process stays closed
+    // (CVE-2019-5736).
+    let _ = sys::set_dumpable(false);
+    set_name("berth:[EXEC]");
+    set_pdeathsig();
+    let program = match exec_steps(ctx) {
+        Ok(p) => p,
+        Err(e) => report(ctx.setup.chan, "exec", &e),
+    };
+    // A detached exec's parent exits as soon as this execve succeeds.
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    exec_program(&program, ctx.preserve_fds)
+}
+
+fn exec_steps<'a>(ctx: &ExecContext<'a>) -> Result<Program<'a>> {
+    if !ctx.join.is_empty() {
+        // One call, so the kernel enters them in a valid order (the user namespace first) and
+        // all or none; the mount namespace's root becomes our root and cwd.
+        nix::sched::setns(ctx.init, ctx.join)
+            .with_step(|| format!("join the container's namespaces {:?}", ctx.join))?;
+    }
+    ctx.setup.chan.expect("Go")?;
+    prepare_process(&ctx.setup)
+}
+
 /// Loads the filter; a listener fd goes to the parent, which hands it to the seccomp agent.
-fn load_seccomp(ctx: &InitContext, filter: &Filter) -> Result<()> {
+fn load_seccomp(chan: &Channel, filter: &Filter) -> Result<()> {
     if let Some(fd) = filter.load()? {
-        ctx.chan.send_with_fds(&Msg::SeccompFd, &[fd.as_raw_fd()])?;
-        ctx.chan.expect("SeccompDone")?;
+        chan.send_with_fds(&Msg::SeccompFd, &[fd.as_raw_fd()])?;
+        chan.expect("SeccompDone")?;
     }
     Ok(())
 }
@@ -422,11 +498,17 @@ fn exec_process(ctx: &InitContext, program: &Program) -> ! {
         eprintln!("berth: {e}");
         exit_now(1);
     }
+    exec_program(program, ctx.preserve_fds)
+}
+
+/// The last steps of every container process: only stdio and the preserved fds survive,
+/// signals unblocked, the late seccomp filter, execve.
+fn exec_program(program: &Program, preserve_fds: u32) -> ! {
     // Only stdio and the preserved fds may reach the process; a failure here must not exec.
-    if let Err(e) = sys::cloexec_from(3 + ctx.preserve_fds) {
+    if let Err(e) = sys::cloexec_from(3 + preserve_fds) {
         eprintln!(
             "berth: mark fds from {} up close-on-exec: {e}",
-            3 + ctx.preserve_fds
+            3 + preserve_fds
         );
         exit_now(1);
     }

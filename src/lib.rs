@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod channel;
 pub mod console;
 pub mod error;
+pub mod exec;
 pub mod fds;
 pub mod foreground;
 pub mod hooks;

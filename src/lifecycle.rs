@@ -119,7 +119,7 @@ fn create_in(
 }
 
 /// Writes the pid file atomically (temp file + rename), as containerd reads it at any time.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -191,61 +191,81 @@ pub fn state(ctx: &Context, id: &str) -> Result<OciState> {
     Ok(st.current(&ctx.root.join(id)))
 }
 
-/// `kill`: signals the init (or, with `all` or without a private pid namespace, every process
-/// in the cgroup).
-pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
+/// `kill`: signals the init; with `all`, every process in the container's cgroup. A SIGKILL
+/// reaches every process of a container without its own pid namespace (the kernel only kills
+/// the rest along with an init that is its namespace's pid 1). The container stopping because
+/// of the signal is not an error.
+pub fn kill(ctx: &Context, id: &str, sig: i32, all: bool) -> Result<()> {
     let dir = StateDir::open(&ctx.root, id)?;
     let st = dir.load()?;
     let status = st.status(&dir.dir);
-    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-        return Err(Error::WrongState {
-            id: id.into(),
-            status: status.to_string(),
-            action: "container is not running",
-        });
-    }
-    if all || !st.own_pid_ns {
+    if all {
+        // As runc: whatever is left in the cgroup of a stopped container is signalled too.
         signal_cgroup(&st, sig);
-        if all {
-            return Ok(());
-        }
+        return Ok(());
     }
-    signal_init(&st, sig)
+    if status == Status::Stopped {
+        return Err(not_running(&st));
+    }
+    signal_init(&st, sig)?;
+    if sig == libc::SIGKILL && !st.own_pid_ns {
+        signal_cgroup(&st, sig);
+    }
+    Ok(())
 }
 
-fn signal_init(st: &ContainerState, sig: Signal) -> Result<()> {
+/// containerd matches "container not running" to treat a kill as already done.
+fn not_running(st: &ContainerState) -> Error {
+    Error::WrongState {
+        id: st.oci.id.clone(),
+        status: Status::Stopped.to_string(),
+        action: "container not running",
+    }
+}
+
+fn signal_init(st: &ContainerState, sig: i32) -> Result<()> {
     // A pidfd pins the process, so after the start-time check the signal cannot reach a
     // recycled pid.
-    let pidfd = sys::pidfd_open(st.oci.pid).map_err(|e| Error::sys("open init pidfd", e))?;
+    let pidfd = sys::pidfd_open(st.oci.pid).map_err(|_| not_running(st))?;
     if !state::init_alive(st.oci.pid, st.init_start_time) {
-        return Err(Error::WrongState {
-            id: st.oci.id.clone(),
-            status: Status::Stopped.to_string(),
-            action: "container is not running",
-        });
+        return Err(not_running(st));
     }
     use std::os::fd::AsRawFd;
-    sys::pidfd_send_signal(pidfd.as_raw_fd(), sig as i32)
-        .map_err(|e| Error::sys(format!("send {sig} to the init"), e))
+    match sys::pidfd_send_signal(pidfd.as_raw_fd(), sig) {
+        Ok(()) => Ok(()),
+        // Exited between the check and the signal.
+        Err(nix::Error::ESRCH) => Err(not_running(st)),
+        Err(e) => Err(Error::sys(format!("send signal {sig} to the init"), e)),
+    }
 }
 
-fn signal_cgroup(st: &ContainerState, sig: Signal) {
-    let Ok(pids) = cgroups::pids(&st.cgroup_path) else {
+/// Signals every process in the container's cgroup. SIGKILL goes through `cgroup.kill` where the
+/// kernel has it (v2, or the hybrid unified tree), which leaves no window for a fork; otherwise
+/// the cgroup is frozen while its pids are listed and signalled, then thawed (unless it was
+/// paused and the signal is not SIGKILL, which frozen processes only act on once thawed).
+fn signal_cgroup(st: &ContainerState, sig: i32) {
+    if sig == libc::SIGKILL && cgroups::kill_all(&st.cgroup_path) {
+        // A v1 freezer holds even killed processes until thawed.
+        if cgroups::is_frozen(&st.cgroup_path) {
+            let _ = cgroups::freeze(&st.cgroup_path, false);
+        }
         return;
-    };
-    let frozen = cgroups::is_frozen(&st.cgroup_path);
-    for pid in pids {
-        let _ = send_signal(Pid::from_raw(pid), sig);
     }
-    // A frozen process only acts on SIGKILL once thawed.
-    if frozen && sig == Signal::SIGKILL {
+    let was_frozen = cgroups::is_frozen(&st.cgroup_path);
+    let froze = !was_frozen && cgroups::freeze(&st.cgroup_path, true).is_ok();
+    if let Ok(pids) = cgroups::pids(&st.cgroup_path) {
+        for pid in pids {
+            let _ = sys::kill(pid, sig);
+        }
+    }
+    if froze || (was_frozen && sig == libc::SIGKILL) {
         let _ = cgroups::freeze(&st.cgroup_path, false);
     }
 }
 
 /// Kills every process of the container and waits for the init to be gone.
 fn kill_and_wait(st: &ContainerState) {
-    signal_cgroup(st, Signal::SIGKILL);
+    signal_cgroup(st, libc::SIGKILL);
     if state::init_alive(st.oci.pid, st.init_start_time) {
         let _ = send_signal(Pid::from_raw(st.oci.pid), Signal::SIGKILL);
     }
@@ -258,7 +278,7 @@ fn kill_and_wait(st: &ContainerState) {
     // Other processes of a container without its own pid namespace may linger briefly.
     let deadline = Instant::now() + Duration::from_secs(5);
     while cgroups::pids(&st.cgroup_path).is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
-        signal_cgroup(st, Signal::SIGKILL);
+        signal_cgroup(st, libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(5));
     }
 }

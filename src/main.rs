@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let preserve = match &cli.command {
         Command::Create(a) => a.preserve_fds,
         Command::Run(a) => a.create.preserve_fds,
+        Command::Exec(a) => a.preserve_fds,
         _ => 0,
     };
     let sealed = fds::seal_inherited(preserve);
@@ -46,6 +47,28 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         // Socket-activation fds come first and reach the container too (as with runc).
         preserve_fds: a.preserve_fds + fds::socket_activation_fds(),
         no_new_keyring: a.no_new_keyring,
+    }
+}
+
+fn exec_options(a: &cli::ExecArgs) -> berth::exec::ExecOptions {
+    berth::exec::ExecOptions {
+        process: a.process.clone(),
+        args: a.command.clone(),
+        tty: a.tty,
+        console_socket: a.console_socket.clone(),
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        env: a.env.clone(),
+        cwd: a.cwd.clone(),
+        user: a.user.clone(),
+        additional_gids: a.additional_gids.clone(),
+        caps: a.cap.clone(),
+        no_new_privs: a.no_new_privs,
+        apparmor: a.apparmor.clone(),
+        process_label: a.process_label.clone(),
+        preserve_fds: a.preserve_fds + fds::socket_activation_fds(),
+        cgroup: a.cgroup.clone(),
+        ignore_paused: a.ignore_paused,
     }
 }
 
@@ -114,7 +137,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                         "{:<20} {:<8} {:<10} {:<40} {:<30} {}",
                         s.id,
                         s.pid,
-                        s.status,
+                        s.status.to_string(),
                         s.bundle.display(),
                         s.created,
                         if s.owner.is_empty() { "root" } else { &s.owner }
@@ -127,6 +150,12 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Resume(a) => {
             lifecycle::pause(&ctx, &a.id, false).with_context(|| format!("resume {}", a.id))?
+        }
+        Command::Exec(a) => {
+            protect_binary().with_context(|| format!("exec {}", a.id))?;
+            let code = berth::exec::exec(&ctx, &a.id, &exec_options(a))
+                .with_context(|| format!("exec {}", a.id))?;
+            return Ok(code.clamp(0, 255) as u8);
         }
         Command::Spec(a) => {
             let rootless = matches!(cli.rootless.as_deref(), Some("true"));

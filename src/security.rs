@@ -173,6 +173,25 @@ fn drop_bounding_except(keep: &CapsHashSet) -> Result<()> {
     Ok(())
 }
 
+/// Gives stdio (a pty slave, the caller's pipes) to the process's user before it switches to
+/// it, so a non-root process can reopen its terminal and write to /dev/stdout, as under runc.
+/// /dev/null stays root's; a descriptor the kernel won't chown (e.g. a socket from another
+/// user namespace) is left as it is.
+pub fn own_stdio(user: &oci_spec::runtime::User) {
+    let (uid, gid) = (user.uid(), user.gid());
+    for fd in 0..3 {
+        let Ok(st) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        let is_null =
+            st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+        if is_null || st.st_uid == uid {
+            continue;
+        }
+        let _ = nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    }
+}
+
 pub fn set_umask(process: &Process) {
     if let Some(mask) = process.user().umask() {
         umask(Mode::from_bits_truncate(mask));

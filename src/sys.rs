@@ -556,3 +556,10 @@ pub fn openat_owned(
     // SAFETY: openat just returned this fd and nothing else owns it.
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
+
+/// kill(2) with any signal number, real-time ones included (nix's `Signal` has no names for
+/// those).
+pub fn kill(pid: i32, sig: i32) -> nix::Result<()> {
+    // SAFETY: kill only sends a signal; both arguments are plain integers.
+    Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}

@@ -200,7 +200,42 @@ fn cleanup(mut ctx: Ctx) -> Vec<String> {
     leaks
 }
 
+/// Orphans of the cases (a detached `exec`'s process once the runtime has exited, as under a
+/// containerd shim) must be reaped by someone, or a container whose pid namespace they are in
+/// can never finish stopping: this machine's pid 1 does not reap. So the suite runs in a child
+/// of a process that is a child subreaper and reaps everything until that child is done, as a
+/// shim would.
+fn become_reaped() {
+    // SAFETY: called first thing in main, while single-threaded; the parent only waits and exits.
+    unsafe {
+        if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
+            return;
+        }
+        let child = libc::fork();
+        if child <= 0 {
+            // The child (or a failed fork: run unreaped, as before).
+            return;
+        }
+        loop {
+            let mut status = 0;
+            let pid = libc::waitpid(-1, &mut status, 0);
+            if pid == child {
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                libc::_exit(code);
+            }
+            if pid < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(1);
+            }
+        }
+    }
+}
+
 fn main() {
+    become_reaped();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -76,6 +76,80 @@ pub enum Command {
     Resume(IdArg),
     /// Write a default config.json to the bundle
     Spec(SpecArgs),
+    /// Run a new process inside a container
+    #[command(
+        long_about = "Run a new process inside an existing container: it joins the container's \
+namespaces and cgroup and gets its capabilities, seccomp filter and labels.\n\n\
+The process is the container's own with ARGS and the flags applied, or, with --process, the \
+spec's process object from a file (as containerd and conmon send it).\n\n\
+Examples:\n  berth exec ID ps aux\n  berth exec -t -u 1000:1000 --cwd /tmp ID sh\n  \
+berth exec --process process.json --detach --pid-file exec.pid ID"
+    )]
+    Exec(Box<ExecArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// A process.json (the spec's process object); flags describing the process are ignored
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid to this file
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Set an environment variable (repeatable)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory in the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// User as uid[:gid]
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Additional group id (repeatable)
+    #[arg(short = 'g', long, value_name = "GID")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short, long, value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long, value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Pass this many fds after stderr (3, 4, ...) to the process
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// Run in a sub-cgroup of the container's: PATH or CONTROLLER:PATH (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Vec<String>,
+    /// Allow exec in a paused container
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Accepted for runc compatibility; berth needs no subreaper
+    #[arg(long, hide = true)]
+    pub no_subreaper: bool,
+    /// Container id
+    pub id: String,
+    /// Command and arguments (unless --process)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

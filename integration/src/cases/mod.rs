@@ -14,6 +14,7 @@ pub mod config;
 pub mod errors;
 pub mod escapes;
 pub mod exe;
+pub mod exec;
 pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
@@ -72,6 +73,7 @@ pub fn all() -> Vec<Case> {
     v.extend(paths::cases());
     v.extend(escapes::cases());
     v.extend(exe::cases());
+    v.extend(exec::cases());
     v
 }
 
