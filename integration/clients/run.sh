@@ -676,7 +676,11 @@ for C in "${CLIENTS[@]}"; do
 			[ "${RES[$C,$R,$s]:-}" = FAIL ] || continue
 			if [ "$R" = berth ]; then
 				bad=$((bad + 1))
-				[ "${RES[$C,runc,$s]:-}" = ok ] && tag="REGRESSION (ok with runc)" || tag="also fails with runc"
+				case ${RES[$C,runc,$s]:-} in
+				ok) tag="REGRESSION (ok with runc)" ;;
+				FAIL) tag="also fails with runc" ;;
+				*) tag="runc not run" ;;
+				esac
 			else
 				tag="runc"
 			fi
