@@ -150,12 +150,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     let has = |t| nss.iter().any(|n| n.typ() == t);
-    if !has(LinuxNamespaceType::Mount) {
-        return Err(Error::config(
-            "linux.namespaces",
-            "a mount namespace is required to set up the root filesystem",
-        ));
-    }
     let new_userns = nss
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());

@@ -105,6 +105,11 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         return Err(not_running());
     }
     let differ = namespaces_to_join(st.oci.pid)?;
+    let chroot = if differ.contains(CloneFlags::CLONE_NEWNS) {
+        None
+    } else {
+        init_root_if_chrooted(st.oci.pid)?
+    };
     logging::debug(&format!("exec {id}: joining namespaces {differ:?}"));
 
     if !opts.detach {
@@ -128,6 +133,7 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         },
         init: &pidfd,
         join: differ & !CloneFlags::CLONE_NEWPID,
+        chroot: chroot.as_ref(),
         preserve_fds: opts.preserve_fds,
     };
     let lock_fd = dir.lock_fd();
@@ -225,6 +231,20 @@ fn namespaces_to_join(pid: i32) -> Result<CloneFlags> {
         }
     }
     Ok(flags)
+}
+
+/// A container sharing berth's mount namespace lives in a chroot: its root, opened, if so.
+fn init_root_if_chrooted(pid: i32) -> Result<Option<fs::File>> {
+    use std::os::unix::fs::MetadataExt;
+    let path = format!("/proc/{pid}/root");
+    let theirs = fs::metadata(&path).map_err(|e| Error::io("exec: the init's root", &path, e))?;
+    let ours = fs::metadata("/").map_err(|e| Error::io("exec: berth's root", "/", e))?;
+    if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+        return Ok(None);
+    }
+    fs::File::open(&path)
+        .map(Some)
+        .map_err(|e| Error::io("exec: open the init's root", &path, e))
 }
 
 /// Clones the exec child, in the container's pid namespace when `join_pid` (a pid namespace

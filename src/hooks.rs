@@ -21,6 +21,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order they run; `features` lists them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+        Kind::Poststart,
+        Kind::Poststop,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Prestart => "prestart",

@@ -31,6 +31,8 @@ pub struct InitContext<'a> {
     pub fifo: &'a OwnedFd,
     pub console: Option<&'a UnixStream>,
     pub no_pivot: bool,
+    /// No mount namespace in the config: the container shares the runtime's.
+    pub host_mount_ns: bool,
     pub preserve_fds: u32,
     pub in_userns: bool,
     pub new_cgroup_ns: bool,
@@ -175,7 +177,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     if ctx.new_cgroup_ns {
         unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")?;
     }
-    rootfs::prepare_root(spec, ctx.rootfs)?;
+    rootfs::prepare_root(spec, ctx.rootfs, ctx.host_mount_ns)?;
     rootfs::mount_all(
         spec,
         ctx.rootfs,
@@ -199,7 +201,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         chdir(ctx.rootfs).with_step(|| format!("chdir {}", ctx.rootfs.display()))?;
         hooks::run_all(Kind::CreateContainer, spec.hooks().as_ref(), &state)?;
     }
-    rootfs::pivot(ctx.rootfs, ctx.no_pivot)?;
+    rootfs::pivot(ctx.rootfs, ctx.no_pivot, ctx.host_mount_ns)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sethostname(h).step("hostname: sethostname")?;
     }
@@ -320,6 +322,9 @@ pub struct ExecContext<'a> {
     /// The namespaces the init is in and berth is not (the pid namespace already applies to
     /// this child: the parent set it for its children before the clone).
     pub join: CloneFlags,
+    /// The init's root when the container has no mount namespace of its own (a chroot in the
+    /// host's table): entered by fd.
+    pub chroot: Option<&'a std::fs::File>,
     pub preserve_fds: u32,
 }
 
@@ -346,6 +351,10 @@ fn exec_steps<'a>(ctx: &ExecContext<'a>) -> Result<Program<'a>> {
         // all or none; the mount namespace's root becomes our root and cwd.
         nix::sched::setns(ctx.init, ctx.join)
             .with_step(|| format!("join the container's namespaces {:?}", ctx.join))?;
+    }
+    if let Some(root) = ctx.chroot {
+        nix::unistd::fchdir(root.as_raw_fd()).step("enter the container's root")?;
+        nix::unistd::chroot(".").step("chroot into the container's root")?;
     }
     ctx.setup.chan.expect("Go")?;
     prepare_process(&ctx.setup)

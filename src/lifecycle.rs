@@ -36,7 +36,7 @@ pub struct CreateOptions {
 /// `create`: returns the init's pid once it waits on the exec fifo.
 pub fn create(ctx: &Context, id: &str, opts: &CreateOptions) -> Result<i32> {
     state::validate_id(id)?;
-    let bundle = bundle::load(&opts.bundle)?;
+    let bundle = logging::timed("create: load bundle", || bundle::load(&opts.bundle))?;
     create_from(ctx, id, opts, &bundle)
 }
 
@@ -81,19 +81,22 @@ fn create_in(
         owner: String::new(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
     };
-    let spawned = spawn::spawn(&SpawnRequest {
-        id,
-        bundle,
-        state_dir: &dir.dir,
-        cgroup_path,
-        console_socket: opts.console_socket.as_deref(),
-        no_pivot: opts.no_pivot,
-        preserve_fds: opts.preserve_fds,
-        lock_fd: dir.lock_fd(),
-        no_new_keyring: opts.no_new_keyring,
-        keyring_name: format!("_ses.{id}"),
-        state: oci.clone(),
+    let spawned = logging::timed("create: spawn", || {
+        spawn::spawn(&SpawnRequest {
+            id,
+            bundle,
+            state_dir: &dir.dir,
+            cgroup_path,
+            console_socket: opts.console_socket.as_deref(),
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds,
+            lock_fd: dir.lock_fd(),
+            no_new_keyring: opts.no_new_keyring,
+            keyring_name: format!("_ses.{id}"),
+            state: oci.clone(),
+        })
     })?;
+    logging::debug(&format!("create: init {} is ready", spawned.pid));
     let mut oci = oci;
     oci.pid = spawned.pid;
     oci.status = Status::Created;
@@ -104,6 +107,7 @@ fn create_in(
         cgroup_created_depth: spawned.cgroup_created_depth,
         systemd_cgroup: ctx.systemd_cgroup,
         own_pid_ns: spawned.own_pid_ns,
+        rootfs_mount_before: spawned.rootfs_mount_before,
         config: bundle.spec.clone(),
     };
     let written = dir.save(&st).and_then(|_| match &opts.pid_file {
@@ -113,6 +117,7 @@ fn create_in(
     if let Err(e) = written {
         kill_and_wait(&st);
         let _ = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth);
+        release_host_mounts(&st);
         return Err(e);
     }
     Ok(spawned.pid)
@@ -155,23 +160,46 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         });
     }
     let fifo = dir.dir.join(state::EXEC_FIFO);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags_nonblock()
-        .open(&fifo)
-        .map_err(|e| Error::io("open exec fifo (is the container's init alive?)", &fifo, e))?;
-    let _ = fs::remove_file(&fifo);
-    f.write_all(&[0])
-        .map_err(|e| Error::io("signal start", &fifo, e))?;
-    drop(f);
+    logging::timed("start: exec fifo", || {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(&fifo)
+            .map_err(|e| Error::io("open exec fifo (is the container's init alive?)", &fifo, e))?;
+        let _ = fs::remove_file(&fifo);
+        f.write_all(&[0])
+            .map_err(|e| Error::io("signal start", &fifo, e))?;
+        // Poststart hooks run once the process has started: the init's read end is
+        // close-on-exec, so the fifo loses its last reader at the execve (or if the init dies
+        // first).
+        wait_no_readers(&f);
+        Ok(())
+    })?;
     let hooks = st.config.hooks().as_ref();
-    if let Err(e) = hooks::run_all(Kind::Poststart, hooks, &hook_state(&st, Status::Running)) {
+    let poststart = logging::timed("start: poststart hooks", || {
+        hooks::run_all(Kind::Poststart, hooks, &hook_state(&st, Status::Running))
+    });
+    if let Err(e) = poststart {
         // Spec 1.3.0: a failing poststart hook stops the container and tears it down.
         kill_and_wait(&st);
         destroy(dir, &st);
         return Err(e);
     }
     Ok(())
+}
+
+/// Blocks until the fifo `f` (a write end) has no reader left: poll reports POLLERR then, even
+/// when no event is asked for.
+fn wait_no_readers(f: &fs::File) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            _ => return,
+        }
+    }
 }
 
 trait NonBlock {
@@ -201,15 +229,21 @@ pub fn kill(ctx: &Context, id: &str, sig: i32, all: bool) -> Result<()> {
     let status = st.status(&dir.dir);
     if all {
         // As runc: whatever is left in the cgroup of a stopped container is signalled too.
-        signal_cgroup(&st, sig);
+        logging::time(&format!("kill: {sig} to the cgroup"), || {
+            signal_cgroup(&st, sig)
+        });
         return Ok(());
     }
     if status == Status::Stopped {
         return Err(not_running(&st));
     }
-    signal_init(&st, sig)?;
+    logging::timed(&format!("kill: {sig} to the init"), || {
+        signal_init(&st, sig)
+    })?;
     if sig == libc::SIGKILL && !st.own_pid_ns {
-        signal_cgroup(&st, sig);
+        logging::time("kill: SIGKILL to the cgroup (no pid namespace)", || {
+            signal_cgroup(&st, sig)
+        });
     }
     Ok(())
 }
@@ -283,16 +317,32 @@ fn kill_and_wait(st: &ContainerState) {
     }
 }
 
-/// Undoes create: cgroup, poststop hooks (failures are warnings), state dir.
+/// A container without its own mount namespace mounted on the host's table: detach it.
+fn release_host_mounts(st: &ContainerState) {
+    if let Some(before) = st.rootfs_mount_before {
+        if let Err(e) = crate::rootfs::detach_host_mounts(&st.oci.rootfs, before) {
+            logging::warn(&format!("delete {}: {e}", st.oci.id));
+        }
+    }
+}
+
+/// Undoes create: cgroup, host mounts, poststop hooks (failures are warnings), state dir.
 fn destroy(dir: StateDir, st: &ContainerState) {
-    if let Err(e) = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth) {
+    release_host_mounts(st);
+    let removed = logging::timed("delete: remove cgroup", || {
+        cgroups::remove(&st.cgroup_path, st.cgroup_created_depth)
+    });
+    if let Err(e) = removed {
         logging::warn(&format!("delete {}: {e}", st.oci.id));
     }
-    if let Err(e) = hooks::run_all(
-        Kind::Poststop,
-        st.config.hooks().as_ref(),
-        &hook_state(st, Status::Stopped),
-    ) {
+    let poststop = logging::timed("delete: poststop hooks", || {
+        hooks::run_all(
+            Kind::Poststop,
+            st.config.hooks().as_ref(),
+            &hook_state(st, Status::Stopped),
+        )
+    });
+    if let Err(e) = poststop {
         logging::warn(&e.to_string());
     }
     if let Err(e) = dir.remove() {
@@ -310,10 +360,10 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     let st = dir.load()?;
     match st.status(&dir.dir) {
         Status::Stopped => {}
-        Status::Created => kill_and_wait(&st),
+        Status::Created => logging::time("delete: kill", || kill_and_wait(&st)),
         s if force => {
             let _ = s;
-            kill_and_wait(&st)
+            logging::time("delete: kill", || kill_and_wait(&st))
         }
         s => {
             return Err(Error::WrongState {

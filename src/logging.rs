@@ -1,11 +1,17 @@
-//! `--log`, `--log-format` and `--debug`: records go to the log file (text or JSON lines that
-//! containerd parses) and errors and warnings also to stderr.
+//! `--log`, `--log-format` and `--debug`, in the record shape logrus gives runc's logs, which
+//! containerd, Podman and operators parse:
+//! text `time="…" level=debug msg="…"`, JSON `{"level":"debug","msg":"…","time":"…"}`.
+//!
+//! Where records go: with `--log`, only to that file, because the shim hands `create` the
+//! container's own stdio and anything on stderr would land in the container's log. Without
+//! `--log`, to stderr. A failed command's error goes to both: one line on stderr for the caller,
+//! and a record in the log, where containerd reads it back from.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
@@ -35,7 +41,7 @@ struct Logger {
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Sets up logging once, early in main. A log file that cannot be opened is reported on stderr
-/// and logging continues there.
+/// and records go to stderr instead.
 pub fn init(path: Option<&Path>, json: bool, debug: bool) {
     let file = path.and_then(
         |p| match OpenOptions::new().create(true).append(true).open(p) {
@@ -49,6 +55,11 @@ pub fn init(path: Option<&Path>, json: bool, debug: bool) {
     let _ = LOGGER.set(Logger { file, json, debug });
 }
 
+/// True when debug records are kept: callers can skip building costly messages.
+pub fn debug_enabled() -> bool {
+    LOGGER.get().is_some_and(|l| l.debug)
+}
+
 pub fn log(level: Level, msg: &str) {
     let Some(logger) = LOGGER.get() else {
         if level >= Level::Warn {
@@ -59,23 +70,69 @@ pub fn log(level: Level, msg: &str) {
     if level == Level::Debug && !logger.debug {
         return;
     }
-    if let Some(mut file) = logger.file.as_ref() {
-        let line = if logger.json {
-            let record = serde_json::json!({
-                "level": level.as_str(),
-                "msg": msg,
-                "time": rfc3339_now(),
-            });
-            format!("{record}\n")
-        } else {
-            format!("{} {}: {msg}\n", rfc3339_now(), level.as_str())
-        };
+    let line = format_record(level, msg, &rfc3339_now(), logger.json);
+    match logger.file.as_ref() {
         // One write call per record so concurrent writers (parent and child) don't interleave.
-        let _ = file.write_all(line.as_bytes());
+        Some(mut file) => {
+            let _ = file.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
     }
-    if level >= Level::Warn || (logger.debug && logger.file.is_none()) {
-        eprintln!("berth: {}: {msg}", level.as_str());
+}
+
+/// One record, newline included.
+pub fn format_record(level: Level, msg: &str, time: &str, json: bool) -> String {
+    if json {
+        // serde_json's map is ordered by key, as logrus's JSON formatter orders them.
+        let record = serde_json::json!({
+            "level": level.as_str(),
+            "msg": msg,
+            "time": time,
+        });
+        format!("{record}\n")
+    } else {
+        format!(
+            "time={} level={} msg={}\n",
+            logfmt_value(time),
+            level.as_str(),
+            logfmt_value(msg)
+        )
     }
+}
+
+/// A value as logrus's text formatter writes it: bare when it is only letters, digits and
+/// `-._/@^+`, otherwise double-quoted with Go's escapes (so one record is always one line).
+fn logfmt_value(v: &str) -> String {
+    let bare = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
+    if bare {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub fn debug(msg: &str) {
@@ -88,6 +145,40 @@ pub fn warn(msg: &str) {
 
 pub fn error(msg: &str) {
     log(Level::Error, msg);
+}
+
+/// Runs one step of a verb and, with `--debug`, records how long it took, so a failed
+/// container can be diagnosed from the log alone: `create: spawn: done in 3.2ms` or
+/// `create: spawn: failed after 1.1ms`.
+pub fn timed<T, E>(step: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    if !debug_enabled() {
+        return f();
+    }
+    let start = Instant::now();
+    let r = f();
+    let took = took(start.elapsed());
+    match &r {
+        Ok(_) => debug(&format!("{step}: done in {took}")),
+        Err(_) => debug(&format!("{step}: failed after {took}")),
+    }
+    r
+}
+
+/// `timed` for a step that cannot fail.
+pub fn time<T>(step: &str, f: impl FnOnce() -> T) -> T {
+    timed(step, || Ok::<T, std::convert::Infallible>(f())).unwrap_or_else(|e| match e {})
+}
+
+/// A duration as a short human reading: `850µs`, `3.2ms`, `1.25s`.
+fn took(d: Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
 }
 
 /// RFC 3339 UTC timestamp with nanoseconds, without pulling in a date crate.
@@ -124,12 +215,51 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// The one record a failed command leaves: on stderr always, and in the log file if any.
+/// The one record a failed command leaves: one line on stderr always, and a record in the log
+/// file if there is one (containerd reads the error from there).
 pub fn log_error_record(msg: &str) {
-    match LOGGER.get() {
-        Some(logger) if logger.file.is_some() => {
-            log(Level::Error, msg);
+    eprintln!("berth: error: {msg}");
+    if let Some(logger) = LOGGER.get() {
+        if let Some(mut file) = logger.file.as_ref() {
+            let line = format_record(Level::Error, msg, &rfc3339_now(), logger.json);
+            let _ = file.write_all(line.as_bytes());
         }
-        _ => eprintln!("berth: error: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_records_quote_as_logrus_does() {
+        assert_eq!(
+            format_record(Level::Debug, "create: spawned init 1234 in 3.2ms", "2026-12-03T06:12:00.123456789Z", false),
+            "time=\"2026-12-03T06:12:00.123456789Z\" level=debug msg=\"create: spawned init 1234 in 3.2ms\"\n"
+        );
+        assert_eq!(
+            format_record(Level::Warn, "plain", "t", false),
+            "time=t level=warning msg=plain\n"
+        );
+        assert_eq!(
+            logfmt_value("a \"b\"\\\n\u{1}"),
+            "\"a \\\"b\\\"\\\\\\n\\x01\""
+        );
+        assert_eq!(logfmt_value(""), "\"\"");
+    }
+
+    #[test]
+    fn json_records_have_logrus_keys_in_order() {
+        assert_eq!(
+            format_record(Level::Error, "x \"y\"", "t", true),
+            "{\"level\":\"error\",\"msg\":\"x \\\"y\\\"\",\"time\":\"t\"}\n"
+        );
+    }
+
+    #[test]
+    fn durations_read_short() {
+        assert_eq!(took(Duration::from_micros(850)), "850µs");
+        assert_eq!(took(Duration::from_micros(3210)), "3.2ms");
+        assert_eq!(took(Duration::from_millis(1250)), "1.25s");
     }
 }

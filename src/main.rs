@@ -4,13 +4,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use berth::lifecycle::{self, Context, CreateOptions};
-use berth::{fds, logging, selfexe, signals};
-use clap::Parser;
+use berth::{fds, features, logging, ps, selfexe, signals};
 
 use cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     // Before anything else: no fd berth inherited may reach a container or hook.
     let preserve = match &cli.command {
         Command::Create(a) => a.preserve_fds,
@@ -160,6 +162,20 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Spec(a) => {
             let rootless = matches!(cli.rootless.as_deref(), Some("true"));
             lifecycle::write_spec(&a.bundle, rootless).context("spec")?;
+        }
+        Command::Ps(a) => {
+            if a.format == ListFormat::Json {
+                let pids = ps::pids(&ctx.root, &a.id).with_context(|| format!("ps {}", a.id))?;
+                println!("{}", serde_json::to_string(&pids)?);
+            } else {
+                let table = ps::table(&ctx.root, &a.id, &a.ps_options)
+                    .with_context(|| format!("ps {}", a.id))?;
+                print!("{table}");
+            }
+        }
+        Command::Features => {
+            let f = features::features().context("features")?;
+            println!("{}", serde_json::to_string_pretty(&features::to_json(&f)?)?);
         }
     }
     Ok(0)

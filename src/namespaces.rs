@@ -10,6 +10,18 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use crate::error::{Error, Result, SysContext};
 
+/// Every namespace type berth creates or joins (each has its clone flag below).
+pub const ALL: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Time,
+];
+
 pub fn name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mount",
@@ -111,6 +123,25 @@ impl NsPlan {
     /// True when the init can be cloned straight from the parent with every flag at once.
     pub fn single_clone(&self) -> bool {
         self.join.is_empty() && !self.new_user && !self.join_pid_or_time
+    }
+
+    /// One line for the debug log: what is joined, what is created, and how.
+    pub fn describe(&self) -> String {
+        let joined: Vec<&str> = self.join.iter().map(|(t, _)| name(*t)).collect();
+        let created: Vec<&str> = ALL
+            .iter()
+            .filter(|t| {
+                self.create.contains(clone_flag(**t))
+                    || (**t == LinuxNamespaceType::Cgroup && self.new_cgroup)
+            })
+            .map(|t| name(*t))
+            .collect();
+        let how = if self.single_clone() {
+            "one clone"
+        } else {
+            "a stage process"
+        };
+        format!("join {joined:?}, create {created:?}, through {how}")
     }
 
     pub fn join_all(&self, which: impl Fn(LinuxNamespaceType) -> bool) -> Result<()> {

@@ -46,98 +46,157 @@ impl Default for MountOpts {
     }
 }
 
+/// Options that set or clear a mount(2) flag: the one table `mount_options` and `features`
+/// both read.
+const FLAG_OPTIONS: [(&str, MsFlags, MsFlags); 28] = {
+    const NONE: MsFlags = MsFlags::empty();
+    const LAZYTIME: MsFlags = MsFlags::from_bits_retain(libc::MS_LAZYTIME);
+    const NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+    [
+        ("ro", MsFlags::MS_RDONLY, NONE),
+        ("rw", NONE, MsFlags::MS_RDONLY),
+        ("nosuid", MsFlags::MS_NOSUID, NONE),
+        ("suid", NONE, MsFlags::MS_NOSUID),
+        ("nodev", MsFlags::MS_NODEV, NONE),
+        ("dev", NONE, MsFlags::MS_NODEV),
+        ("noexec", MsFlags::MS_NOEXEC, NONE),
+        ("exec", NONE, MsFlags::MS_NOEXEC),
+        ("sync", MsFlags::MS_SYNCHRONOUS, NONE),
+        ("async", NONE, MsFlags::MS_SYNCHRONOUS),
+        ("dirsync", MsFlags::MS_DIRSYNC, NONE),
+        ("remount", MsFlags::MS_REMOUNT, NONE),
+        ("mand", MsFlags::MS_MANDLOCK, NONE),
+        ("nomand", NONE, MsFlags::MS_MANDLOCK),
+        ("atime", NONE, MsFlags::MS_NOATIME),
+        ("noatime", MsFlags::MS_NOATIME, NONE),
+        ("diratime", NONE, MsFlags::MS_NODIRATIME),
+        ("nodiratime", MsFlags::MS_NODIRATIME, NONE),
+        ("relatime", MsFlags::MS_RELATIME, NONE),
+        ("norelatime", NONE, MsFlags::MS_RELATIME),
+        ("strictatime", MsFlags::MS_STRICTATIME, NONE),
+        ("nostrictatime", NONE, MsFlags::MS_STRICTATIME),
+        ("lazytime", LAZYTIME, NONE),
+        ("nolazytime", NONE, LAZYTIME),
+        ("silent", MsFlags::MS_SILENT, NONE),
+        ("loud", NONE, MsFlags::MS_SILENT),
+        ("nosymfollow", NOSYMFOLLOW, NONE),
+        ("symfollow", NONE, NOSYMFOLLOW),
+    ]
+};
+
+/// `rro`, `rnosuid`, ...: the mount_setattr attribute after the `r` and whether the option sets
+/// it.
+const RECURSIVE_OPTIONS: [(&str, u64, bool); 17] = [
+    ("ro", sys::MOUNT_ATTR_RDONLY, true),
+    ("rw", sys::MOUNT_ATTR_RDONLY, false),
+    ("nosuid", sys::MOUNT_ATTR_NOSUID, true),
+    ("suid", sys::MOUNT_ATTR_NOSUID, false),
+    ("nodev", sys::MOUNT_ATTR_NODEV, true),
+    ("dev", sys::MOUNT_ATTR_NODEV, false),
+    ("noexec", sys::MOUNT_ATTR_NOEXEC, true),
+    ("exec", sys::MOUNT_ATTR_NOEXEC, false),
+    ("nodiratime", sys::MOUNT_ATTR_NODIRATIME, true),
+    ("diratime", sys::MOUNT_ATTR_NODIRATIME, false),
+    ("noatime", sys::MOUNT_ATTR_NOATIME, true),
+    ("strictatime", sys::MOUNT_ATTR_STRICTATIME, true),
+    ("relatime", sys::MOUNT_ATTR_RELATIME, true),
+    ("norelatime", sys::MOUNT_ATTR_RELATIME, true),
+    ("atime", sys::MOUNT_ATTR_RELATIME, true),
+    ("nosymfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, true),
+    ("symfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, false),
+];
+
+/// Propagation modes, as mount options and as `linux.rootfsPropagation`.
+const PROPAGATION_OPTIONS: [(&str, MsFlags); 8] = [
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
+/// Accepted but without effect: Podman adds `tmpcopyup` to its tmpfs mounts, and refusing it
+/// would break those; berth does not copy the directory's content up yet, so `features` does
+/// not claim it.
+const IGNORED_OPTIONS: [&str; 1] = ["tmpcopyup"];
+
+/// Every option `mount_options` applies itself (the others go to the filesystem as data, or
+/// are refused): what `features` reports as mountOptions.
+pub fn known_mount_options() -> Vec<String> {
+    let mut v: Vec<String> = FLAG_OPTIONS
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .chain(RECURSIVE_OPTIONS.iter().map(|(n, _, _)| format!("r{n}")))
+        .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| n.to_string()))
+        .chain(["bind", "rbind"].map(String::from))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Options berth accepts without applying them (see `IGNORED_OPTIONS`).
+pub fn ignored_mount_options() -> &'static [&'static str] {
+    &IGNORED_OPTIONS
+}
+
+/// Id-mapped mounts are not implemented: these options are refused.
+pub const IDMAP_OPTIONS: [&str; 2] = ["idmap", "ridmap"];
+
+fn flag_option(name: &str) -> Option<(MsFlags, MsFlags)> {
+    FLAG_OPTIONS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, set, clr)| (set, clr))
+}
+
+fn propagation(name: &str) -> Option<MsFlags> {
+    PROPAGATION_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, f)| f)
+}
+
 /// Parses mount options; an option that is known but cannot be honoured is an error.
 pub fn mount_options(opts: &[String]) -> std::result::Result<MountOpts, String> {
     let mut m = MountOpts::default();
     for o in opts {
-        let (set, clr): (MsFlags, MsFlags) = match o.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (
-                MsFlags::from_bits_retain(libc::MS_LAZYTIME),
-                MsFlags::empty(),
-            ),
-            "nolazytime" => (
-                MsFlags::empty(),
-                MsFlags::from_bits_retain(libc::MS_LAZYTIME),
-            ),
-            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
-            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
-            "bind" => {
-                m.bind = true;
-                (MsFlags::MS_BIND, MsFlags::empty())
+        let o = o.as_str();
+        let (set, clr) = if let Some(sc) = flag_option(o) {
+            sc
+        } else if o == "bind" || o == "rbind" {
+            m.bind = true;
+            let rec = if o == "rbind" {
+                MsFlags::MS_REC
+            } else {
+                MsFlags::empty()
+            };
+            (MsFlags::MS_BIND | rec, MsFlags::empty())
+        } else if let Some(p) = propagation(o) {
+            m.propagation = p;
+            continue;
+        } else if IDMAP_OPTIONS.contains(&o) {
+            return Err(format!("{o:?}: id-mapped mounts are not supported yet"));
+        } else if IGNORED_OPTIONS.contains(&o) {
+            continue;
+        } else if let Some((attr, on)) = o.strip_prefix('r').and_then(recursive_attr) {
+            if on {
+                m.recursive_set |= attr;
+                m.recursive_clr &= !attr;
+            } else {
+                m.recursive_clr |= attr;
+                m.recursive_set &= !attr;
             }
-            "rbind" => {
-                m.bind = true;
-                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
+            if attr & sys::MOUNT_ATTR__ATIME != 0 || o == "rrelatime" || o == "rnorelatime" {
+                m.recursive_clr |= sys::MOUNT_ATTR__ATIME;
             }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                let rec = o.starts_with('r');
-                let base = match o.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                m.propagation = base
-                    | if rec {
-                        MsFlags::MS_REC
-                    } else {
-                        MsFlags::empty()
-                    };
-                continue;
-            }
-            "idmap" | "ridmap" => {
-                return Err(format!("{o:?}: id-mapped mounts are not supported yet"));
-            }
-            "tmpcopyup" => continue,
-            r if r.starts_with('r') && recursive_attr(&r[1..]).is_some() => {
-                let (attr, on) = recursive_attr(&r[1..]).unwrap_or((0, true));
-                if on {
-                    m.recursive_set |= attr;
-                    m.recursive_clr &= !attr;
-                } else {
-                    m.recursive_clr |= attr;
-                    m.recursive_set &= !attr;
-                }
-                if attr & sys::MOUNT_ATTR__ATIME != 0 || r == "rrelatime" || r == "rnorelatime" {
-                    m.recursive_clr |= sys::MOUNT_ATTR__ATIME;
-                }
-                continue;
-            }
-            "nosymfollow" => (
-                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
-                MsFlags::empty(),
-            ),
-            "symfollow" => (
-                MsFlags::empty(),
-                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
-            ),
-            _ => {
-                m.data.push(o.clone());
-                continue;
-            }
+            continue;
+        } else {
+            m.data.push(o.to_string());
+            continue;
         };
         m.flags |= set;
         m.flags &= !clr;
@@ -146,26 +205,11 @@ pub fn mount_options(opts: &[String]) -> std::result::Result<MountOpts, String> 
     Ok(m)
 }
 
-/// `rro`, `rnosuid`, ... : the mount_setattr attribute and whether the option sets it.
 fn recursive_attr(name: &str) -> Option<(u64, bool)> {
-    Some(match name {
-        "ro" => (sys::MOUNT_ATTR_RDONLY, true),
-        "rw" => (sys::MOUNT_ATTR_RDONLY, false),
-        "nosuid" => (sys::MOUNT_ATTR_NOSUID, true),
-        "suid" => (sys::MOUNT_ATTR_NOSUID, false),
-        "nodev" => (sys::MOUNT_ATTR_NODEV, true),
-        "dev" => (sys::MOUNT_ATTR_NODEV, false),
-        "noexec" => (sys::MOUNT_ATTR_NOEXEC, true),
-        "exec" => (sys::MOUNT_ATTR_NOEXEC, false),
-        "nodiratime" => (sys::MOUNT_ATTR_NODIRATIME, true),
-        "diratime" => (sys::MOUNT_ATTR_NODIRATIME, false),
-        "noatime" => (sys::MOUNT_ATTR_NOATIME, true),
-        "strictatime" => (sys::MOUNT_ATTR_STRICTATIME, true),
-        "relatime" | "norelatime" | "atime" => (sys::MOUNT_ATTR_RELATIME, true),
-        "nosymfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, true),
-        "symfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, false),
-        _ => return None,
-    })
+    RECURSIVE_OPTIONS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, attr, on)| (attr, on))
 }
 
 fn mnt(
@@ -187,21 +231,11 @@ fn mnt(
 }
 
 pub fn propagation_flags(name: &str) -> Result<MsFlags> {
-    Ok(match name {
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => {
-            return Err(Error::config(
-                "linux.rootfsPropagation",
-                format!("{name:?} is not a propagation mode"),
-            ))
-        }
+    propagation(name).ok_or_else(|| {
+        Error::config(
+            "linux.rootfsPropagation",
+            format!("{name:?} is not a propagation mode"),
+        )
     })
 }
 
@@ -210,7 +244,25 @@ pub fn propagation_flags(name: &str) -> Result<MsFlags> {
 /// "/" becomes rslave (or rshared/rprivate when asked) for the setup; the configured mode is
 /// applied to the new root after pivot_root (see `apply_root_propagation`), because an
 /// unbindable "/" could not be bound and pivot_root refuses a shared new root.
-pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
+pub fn prepare_root(spec: &Spec, rootfs: &Path, host_mount_ns: bool) -> Result<()> {
+    if host_mount_ns {
+        // No mount namespace of its own: the host's "/" keeps its propagation. Everything the
+        // container mounts goes on a private bind of the rootfs, which delete detaches whole.
+        mnt(
+            Some(rootfs),
+            rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        return mnt(
+            None,
+            rootfs,
+            None,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None,
+        );
+    }
     let mode = root_propagation(spec)?;
     let setup = if mode.contains(MsFlags::MS_PRIVATE) {
         MsFlags::MS_PRIVATE | MsFlags::MS_REC
@@ -957,8 +1009,13 @@ fn create_device(
 
 /// Step 4: make the rootfs `/`. The old root is detached after making it a slave, so the
 /// unmount never propagates to the host.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+pub fn pivot(rootfs: &Path, no_pivot: bool, host_mount_ns: bool) -> Result<()> {
     chdir(rootfs).with_step(|| format!("chdir {}", rootfs.display()))?;
+    if host_mount_ns {
+        // The host's mount table is shared: pivot_root or a move would change the host's.
+        chroot(".").step("chroot into rootfs")?;
+        return chdir("/").step("chdir /");
+    }
     if no_pivot {
         hide_host_kernel_fs(rootfs)?;
         mnt(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
@@ -1095,4 +1152,33 @@ pub fn remount_readonly(path: &Path) -> Result<()> {
         mnt(None, path, None, flags | locked_flags(path), None)?;
     }
     Ok(())
+}
+
+/// The id of the mount `path` is on (its top mount when it is a mount point).
+pub fn mount_id_of(path: &Path) -> Result<u64> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_step(|| format!("open {}", path.display()))?;
+    let r = crate::sys::mount_id_and_ino(fd).map(|(id, _)| id);
+    let _ = nix::unistd::close(fd);
+    r.with_step(|| format!("mount id of {}", path.display()))
+}
+
+/// Undoes what a container without its own mount namespace mounted on the host: detaches the
+/// mounts stacked on `rootfs` until the one that was there before create (`before`) is on top.
+pub fn detach_host_mounts(rootfs: &Path, before: u64) -> Result<()> {
+    for _ in 0..16 {
+        if mount_id_of(rootfs)? == before {
+            return Ok(());
+        }
+        umount2(rootfs, MntFlags::MNT_DETACH)
+            .with_step(|| format!("detach the container's mounts on {}", rootfs.display()))?;
+    }
+    Err(Error::Other(format!(
+        "{}: mounts still stacked after 16 detaches",
+        rootfs.display()
+    )))
 }

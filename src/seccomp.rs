@@ -47,6 +47,7 @@ const RET_LOG: u32 = 0x7ffc_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
 
 // Filter flags (linux/seccomp.h).
+pub const FLAG_TSYNC: u32 = 1 << 0;
 pub const FLAG_LOG: u32 = 1 << 1;
 pub const FLAG_SPEC_ALLOW: u32 = 1 << 2;
 pub const FLAG_NEW_LISTENER: u32 = 1 << 3;
@@ -132,19 +133,81 @@ struct Arches {
     x32: bool,
 }
 
+/// The architectures whose system calls a program can filter on this (x86_64) machine: the
+/// native ABI, i386 and x32. `arches` and `features` both read it.
+pub const APPLIED_ARCHES: [Arch; 4] = [
+    Arch::ScmpArchNative,
+    Arch::ScmpArchX86_64,
+    Arch::ScmpArchX86,
+    Arch::ScmpArchX32,
+];
+
 fn arches(cfg: &LinuxSeccomp) -> Arches {
     let mut a = Arches::default();
     for arch in cfg.architectures().iter().flatten() {
         match arch {
-            Arch::ScmpArchX86_64 | Arch::ScmpArchNative => {}
             Arch::ScmpArchX86 => a.i386 = true,
             Arch::ScmpArchX32 => a.x32 = true,
+            other if APPLIED_ARCHES.contains(other) => {}
             other => logging::debug(&format!(
                 "linux.seccomp.architectures: {other:?} cannot occur on this machine; no rules for it"
             )),
         }
     }
     a
+}
+
+/// The spec's actions, operators and flags (oci-spec's enums have no iterator). `features`
+/// reports the actions `action_value` accepts; every operator has its code in `emit_cond` and
+/// every flag its arm in `compile`, whose matches are exhaustive.
+pub const SPEC_ACTIONS: [Action; 9] = [
+    Action::ScmpActKill,
+    Action::ScmpActKillThread,
+    Action::ScmpActKillProcess,
+    Action::ScmpActTrap,
+    Action::ScmpActErrno,
+    Action::ScmpActNotify,
+    Action::ScmpActTrace,
+    Action::ScmpActLog,
+    Action::ScmpActAllow,
+];
+pub const SPEC_OPERATORS: [Op; 7] = [
+    Op::ScmpCmpNe,
+    Op::ScmpCmpLt,
+    Op::ScmpCmpLe,
+    Op::ScmpCmpEq,
+    Op::ScmpCmpGe,
+    Op::ScmpCmpGt,
+    Op::ScmpCmpMaskedEq,
+];
+pub const SPEC_FLAGS: [LinuxSeccompFilterFlag; 4] = [
+    LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+    LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
+    LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
+    LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+];
+
+/// Actions a rule may use (the default action cannot be SCMP_ACT_NOTIFY).
+pub fn supported_actions() -> Vec<Action> {
+    SPEC_ACTIONS
+        .into_iter()
+        .filter(|a| action_value(*a, None, "").is_ok())
+        .collect()
+}
+
+/// Whether this kernel takes a flag berth knows. TSYNC is never passed (the init has one
+/// thread, so it holds anyway) but is reported as the kernel knows it, as other runtimes do.
+pub fn flag_supported(flag: LinuxSeccompFilterFlag) -> bool {
+    let bits = match flag {
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+        // The kernel takes it only together with a listener.
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+            FLAG_WAIT_KILLABLE_RECV | FLAG_NEW_LISTENER
+        }
+    };
+    sys::seccomp_flags_known(bits)
 }
 
 fn action_value(action: Action, errno_ret: Option<u32>, field: &str) -> Result<u32> {

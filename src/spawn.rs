@@ -42,6 +42,9 @@ pub struct SpawnRequest<'a> {
 
 pub struct Spawned {
     pub pid: i32,
+    /// Without a mount namespace: the id of the mount that was on top of the rootfs before
+    /// create, down to which delete detaches.
+    pub rootfs_mount_before: Option<u64>,
     pub start_time: u64,
     pub own_pid_ns: bool,
     pub cgroup_created_depth: usize,
@@ -53,6 +56,8 @@ struct Undo<'a> {
     cgroup: Option<(&'a Path, usize)>,
     /// Poststop hooks and the state they get: a failed create still ends at step 12.
     poststop: Option<(&'a Spec, String)>,
+    /// Mounts made on the host's own table (no mount namespace): rootfs and the mount before.
+    host_mounts: Option<(&'a Path, u64)>,
 }
 
 impl Undo<'_> {
@@ -62,6 +67,11 @@ impl Undo<'_> {
         }
         for pid in &self.pids {
             let _ = waitpid(Pid::from_raw(*pid), None);
+        }
+        if let Some((rootfs, before)) = self.host_mounts {
+            if let Err(e) = crate::rootfs::detach_host_mounts(rootfs, before) {
+                logging::warn(&format!("cleanup after failed create: {e}"));
+            }
         }
         if let Some((path, depth)) = self.cgroup {
             if let Err(e) = cgroups::remove(path, depth) {
@@ -87,6 +97,9 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
     let plan = NsPlan::new(linux.namespaces().as_deref().unwrap_or_default())?;
+    if logging::debug_enabled() {
+        logging::debug(&format!("create: namespaces: {}", plan.describe()));
+    }
     let terminal = process.terminal().unwrap_or(false);
     let console = match (terminal, req.console_socket) {
         (true, Some(path)) => Some(console::connect(path)?),
@@ -112,10 +125,21 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
     })
     .step("open exec fifo")?;
     let cgroup_created_depth = cgroups::first_missing_depth(req.cgroup_path);
+    let host_mount_ns = !linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
+    let rootfs_mount_before = if host_mount_ns {
+        Some(crate::rootfs::mount_id_of(&req.bundle.rootfs)?)
+    } else {
+        None
+    };
     let mut undo = Undo {
         pids: Vec::new(),
         cgroup: None,
         poststop: None,
+        host_mounts: rootfs_mount_before.map(|b| (req.bundle.rootfs.as_path(), b)),
     };
     let result = spawn_inner(
         req,
@@ -131,6 +155,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
             let start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
             Ok(Spawned {
                 pid,
+                rootfs_mount_before,
                 start_time,
                 own_pid_ns: plan.new_pid,
                 cgroup_created_depth,
@@ -167,6 +192,7 @@ fn spawn_inner<'a>(
         fifo: &fifo,
         console: console.as_ref(),
         no_pivot: req.no_pivot,
+        host_mount_ns: undo.host_mounts.is_some(),
         preserve_fds: req.preserve_fds,
         in_userns,
         lock_fd: req.lock_fd,
@@ -201,6 +227,7 @@ fn spawn_inner<'a>(
         undo.pids.retain(|p| *p != stage);
         pid
     };
+    logging::debug(&format!("create: cloned init {init_pid}"));
     drop(child_chan);
     drop(bind_sources);
     drop(fifo);
@@ -208,7 +235,9 @@ fn spawn_inner<'a>(
 
     let resources = resources_with_devices(spec);
     undo.cgroup = Some((req.cgroup_path, cgroup_depth));
-    cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))?;
+    logging::timed("create: join cgroup and apply limits", || {
+        cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))
+    })?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         procfs::write(
             &format!("{init_pid}/oom_score_adj"),
@@ -234,14 +263,19 @@ fn spawn_inner<'a>(
 
     if init::wants_host_hooks(spec) {
         parent_chan.expect("HooksPlease")?;
-        hooks::run_all(Kind::Prestart, spec.hooks().as_ref(), &state_json)?;
-        hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
+        logging::timed("create: prestart and createRuntime hooks", || {
+            hooks::run_all(Kind::Prestart, spec.hooks().as_ref(), &state_json)?;
+            hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)
+        })?;
         parent_chan.send(&Msg::HooksDone)?;
     }
-    while let (Msg::SeccompFd, fds) = parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
-        hand_to_agent(req, init_pid, fds)?;
-        parent_chan.send(&Msg::SeccompDone)?;
-    }
+    logging::timed("create: wait for the init to be ready", || -> Result<()> {
+        while let (Msg::SeccompFd, fds) = parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
+            hand_to_agent(req, init_pid, fds)?;
+            parent_chan.send(&Msg::SeccompDone)?;
+        }
+        Ok(())
+    })?;
     Ok(init_pid)
 }
 

@@ -56,8 +56,9 @@ pub fn default_spec(rootless: bool) -> Value {
         }
     });
     if rootless {
-        let uid = nix::unistd::getuid().as_raw();
-        let gid = nix::unistd::getgid().as_raw();
+        // The effective ids are the ones the user namespace's owner has.
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
         let linux = &mut spec["linux"];
         linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
         linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
@@ -77,7 +78,37 @@ pub fn default_spec(rootless: bool) -> Value {
                 }
             }
             mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+            // Only one uid and gid are mapped: a uid=/gid= option (devpts' gid=5) names an id
+            // the container does not have, and the mount would fail.
+            for m in mounts.iter_mut() {
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|o| {
+                        !o.as_str()
+                            .is_some_and(|o| o.starts_with("uid=") || o.starts_with("gid="))
+                    });
+                }
+            }
         }
     }
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rootless_maps_one_id_and_drops_id_options() {
+        let s = default_spec(true);
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
+        assert!(ns.contains(&"user") && !ns.contains(&"network"));
+        assert!(s["linux"].get("resources").is_none());
+        let text = s["mounts"].to_string();
+        assert!(!text.contains("gid=") && !text.contains("uid="), "{text}");
+    }
 }

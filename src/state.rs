@@ -71,6 +71,10 @@ pub struct ContainerState {
     pub systemd_cgroup: bool,
     /// True when the container has its own pid namespace (kill then needs only the init).
     pub own_pid_ns: bool,
+    /// Without a mount namespace: the mount that was on top of the rootfs before create; delete
+    /// detaches what the container stacked on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount_before: Option<u64>,
     /// The config as it was at create time: later edits of config.json change nothing.
     pub config: Spec,
 }

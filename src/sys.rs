@@ -245,6 +245,22 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
+/// Whether the kernel knows these seccomp(2) filter flags: with no program it fails with EFAULT
+/// once the flags passed its check, and with EINVAL if they did not. Nothing is loaded.
+pub fn seccomp_flags_known(flags: u32) -> bool {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    // SAFETY: a null program pointer is never dereferenced by us; the kernel's copy fails.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    Errno::result(r).err() == Some(Errno::EFAULT)
+}
+
 /// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): loads a classic-BPF filter into the calling
 /// thread. With SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel returns the notification fd.
 pub fn seccomp_set_filter(

@@ -14,13 +14,16 @@ use std::os::fd::AsFd;
 
 #[test]
 fn signals_by_name_and_number() {
-    assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
-    assert_eq!(parse_signal("SIGKILL").unwrap(), Signal::SIGKILL);
-    assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
-    assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-    assert_eq!(parse_signal("10").unwrap(), Signal::SIGUSR1);
+    assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL as i32);
+    assert_eq!(parse_signal("SIGKILL").unwrap(), Signal::SIGKILL as i32);
+    assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM as i32);
+    assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL as i32);
+    assert_eq!(parse_signal("10").unwrap(), Signal::SIGUSR1 as i32);
+    // 0 probes the process; real-time signals have numbers only.
+    assert_eq!(parse_signal("0").unwrap(), 0);
+    assert_eq!(parse_signal("34").unwrap(), 34);
     assert!(parse_signal("NOPE").is_err());
-    assert!(parse_signal("0").is_err());
+    assert!(parse_signal("-1").is_err());
     assert!(parse_signal("99").is_err());
 }
 

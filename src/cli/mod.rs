@@ -2,12 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+mod parse;
+pub use parse::parse;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
-    version,
+    // `-v`/`--version` below, as runc spells it; the text is set at run time (parse.rs).
+    disable_version_flag = true,
     about = "berth: an OCI container runtime (runc-compatible CLI)",
     long_about = "berth runs OCI bundles (a config.json plus a root filesystem) as isolated \
 Linux containers. It speaks runc's command line, so containerd, Docker and Podman can use it \
@@ -16,6 +20,10 @@ berth run -b BUNDLE ID     # create, start and wait for a container\n  berth lis
 # show containers under --root"
 )]
 pub struct Cli {
+    /// Print the version
+    #[arg(short = 'v', short_alias = 'V', long, action = ArgAction::Version)]
+    pub version: Option<bool>,
+
     /// Directory holding container state
     #[arg(long, global = true, default_value = "/run/berth", value_name = "DIR")]
     pub root: PathBuf,
@@ -76,6 +84,10 @@ pub enum Command {
     Resume(IdArg),
     /// Write a default config.json to the bundle
     Spec(SpecArgs),
+    /// List the processes of a container (host pids)
+    Ps(PsArgs),
+    /// Print what berth implements, as OCI runtime features JSON
+    Features,
     /// Run a new process inside a container
     #[command(
         long_about = "Run a new process inside an existing container: it joins the container's \
@@ -237,4 +249,20 @@ pub struct SpecArgs {
     /// Bundle directory to write config.json into
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// table (the host's ps output) or json (an array of host pids)
+    #[arg(short, long, default_value = "table")]
+    pub format: ListFormat,
+    /// Container id
+    pub id: String,
+    /// Options for ps(1) with the table format (default -ef)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PS OPTIONS"
+    )]
+    pub ps_options: Vec<String>,
 }

@@ -51,6 +51,26 @@ pub fn cases() -> Vec<Case> {
             run: spec,
         },
         Case {
+            name: "cli/log_routing",
+            run: log_routing,
+        },
+        Case {
+            name: "cli/usage_error_logged",
+            run: usage_error_logged,
+        },
+        Case {
+            name: "cli/version",
+            run: version,
+        },
+        Case {
+            name: "cli/ps_json",
+            run: ps_json,
+        },
+        Case {
+            name: "cli/ps_table",
+            run: ps_table,
+        },
+        Case {
             name: "process/fds",
             run: fds,
         },
@@ -349,6 +369,36 @@ fn spec(ctx: &mut Ctx) -> R {
         "spec root.path is {}",
         v["root"]["path"]
     );
+    // runc's defaults, which scripts edit with jq.
+    ensure!(v["process"]["terminal"] == true, "terminal is not true");
+    ensure!(
+        v["process"]["args"] == serde_json::json!(["sh"]),
+        "args are not [sh]"
+    );
+    ensure!(
+        v["process"]["noNewPrivileges"] == true,
+        "noNewPrivileges is not true"
+    );
+    ensure!(v["root"]["readonly"] == true, "root is not read-only");
+    let ns: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["type"].as_str())
+        .collect();
+    for n in ["pid", "network", "ipc", "uts", "mount", "cgroup"] {
+        ensure!(ns.contains(&n), "namespaces lack {n}: {ns:?}");
+    }
+    let rl = ctx.dir("specdir-rootless");
+    let r = rl.to_string_lossy().into_owned();
+    let o = ctx.rt.exec(&["spec", "--rootless", "--bundle", &r]);
+    ensure!(o.success(), "spec --rootless: {}", o.brief());
+    let text = std::fs::read_to_string(rl.join("config.json"))?;
+    let rv: Value = serde_json::from_str(&text).map_err(|e| format!("rootless spec: {e}"))?;
+    ensure!(
+        rv["linux"]["uidMappings"].is_array() && text.contains("\"user\""),
+        "rootless spec has no user namespace and mappings"
+    );
     std::fs::write(&p, "{\"sentinel\": true}")?;
     let o = ctx.rt.exec(&["spec", "--bundle", &d]);
     ensure!(
@@ -445,5 +495,216 @@ fn fds_preserve(ctx: &mut Ctx) -> R {
             ctx.runtimetest.display()
         );
     }
+    Ok(())
+}
+
+/// With --log, debug records go to the file only: the shim gives create the container's own
+/// stdio, so anything on stderr would end up in the container's log.
+fn log_routing(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sleep", "30"])?;
+    ct.b.write()?;
+    let log = ctx.tmp.join("debug.log");
+    let b = ct.b.dir.to_string_lossy().into_owned();
+    let global = vec![
+        "--debug".to_string(),
+        "--log".into(),
+        log.to_string_lossy().into_owned(),
+    ];
+    let o = ct.rt.exec_opts(
+        &["create", "--bundle", &b, &ct.id],
+        Opts {
+            global: global.clone(),
+            stderr: Some(ct.err.clone()),
+            stdout: Some(ct.out.clone()),
+            ..Default::default()
+        },
+    );
+    ensure!(o.success(), "create --debug: {}", o.brief());
+    for (verb, args) in [
+        ("start", vec!["start", ct.id.as_str()]),
+        ("kill", vec!["kill", ct.id.as_str(), "9"]),
+    ] {
+        let o = ct.rt.exec_opts(
+            &args,
+            Opts {
+                global: global.clone(),
+                ..Default::default()
+            },
+        );
+        ensure!(o.success(), "{verb}: {}", o.brief());
+        ensure!(
+            o.stderr.trim().is_empty(),
+            "{verb} --debug --log wrote to stderr: {}",
+            one_line(&o.stderr, 200)
+        );
+    }
+    ensure!(
+        ct.stderr_text().trim().is_empty(),
+        "create --debug --log wrote to the container's stderr: {}",
+        one_line(&ct.stderr_text(), 300)
+    );
+    let text = std::fs::read_to_string(&log).map_err(|e| format!("no log file: {e}"))?;
+    let debug: Vec<&str> = text.lines().filter(|l| l.contains("level=debug")).collect();
+    ensure!(
+        !debug.is_empty(),
+        "no debug records: {}",
+        one_line(&text, 300)
+    );
+    for l in text.lines() {
+        ensure!(
+            l.starts_with("time=\"") && l.contains(" level=") && l.contains(" msg="),
+            "record not in logrus text shape: {l}"
+        );
+    }
+    Ok(())
+}
+
+/// A command line that does not parse still leaves its error in --log (both spellings), and
+/// exits 1.
+fn usage_error_logged(ctx: &mut Ctx) -> R {
+    let l1 = ctx.tmp.join("usage1.json");
+    let l2 = ctx.tmp.join("usage2.json");
+    let cases = [
+        vec![
+            "--log".to_string(),
+            l1.to_string_lossy().into_owned(),
+            "--log-format".into(),
+            "json".into(),
+        ],
+        vec![
+            "--log-format=json".to_string(),
+            format!("--log={}", l2.to_string_lossy()),
+        ],
+    ];
+    for (global, log) in cases.into_iter().zip([&l1, &l2]) {
+        let o = ctx.rt.exec_opts(
+            &["create", "--no-such-flag", "x"],
+            Opts {
+                global,
+                ..Default::default()
+            },
+        );
+        ensure!(o.code == Some(1), "bad flag: {} (want exit 1)", o.brief());
+        ensure!(!o.stderr.trim().is_empty(), "no error on stderr");
+        let text =
+            std::fs::read_to_string(log).map_err(|e| format!("usage error not logged: {e}"))?;
+        let rec: Value = serde_json::from_str(text.lines().next().unwrap_or_default())
+            .map_err(|e| format!("log record is not JSON ({e}): {text}"))?;
+        ensure!(rec["level"] == "error", "log record is not an error: {rec}");
+        ensure!(
+            rec["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "empty error: {rec}"
+        );
+    }
+    let o = ctx.rt.exec(&["--help"]);
+    ensure!(o.success(), "--help: {}", o.brief());
+    Ok(())
+}
+
+/// `-v` in runc's layout: `<name> version X`, `commit: …`, `spec: …` (Docker and Podman parse it).
+fn version(ctx: &mut Ctx) -> R {
+    for flag in ["-v", "--version"] {
+        let o = ctx.rt.exec(&[flag]);
+        ensure!(o.success(), "{flag}: {}", o.brief());
+        let lines: Vec<&str> = o.stdout.lines().collect();
+        ensure!(
+            lines.first().is_some_and(|l| l.contains(" version ")),
+            "{flag}: first line is not `<name> version X`: {:?}",
+            o.stdout
+        );
+        for p in ["commit: ", "spec: "] {
+            ensure!(
+                lines.iter().any(|l| l.starts_with(p)),
+                "{flag}: no {p:?} line: {:?}",
+                o.stdout
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ps_json(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sh", "-c", "sleep 30 & exec sleep 31"])?;
+    ct.up()?;
+    let init = ct.pid()?;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let pids = loop {
+        let o = ct.rt.exec(&["ps", "--format", "json", &ct.id]);
+        ensure!(o.success(), "ps --format json: {}", o.brief());
+        let v: Value = serde_json::from_str(o.stdout.trim())
+            .map_err(|e| format!("ps json is not JSON ({e}): {}", o.stdout))?;
+        let pids: Vec<i64> = v
+            .as_array()
+            .ok_or_else(|| format!("ps json is not an array: {v}"))?
+            .iter()
+            .filter_map(|p| p.as_i64())
+            .collect();
+        if pids.len() >= 2 || std::time::Instant::now() >= end {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ensure!(
+        pids.contains(&init),
+        "ps json {pids:?} lacks the init {init}"
+    );
+    ensure!(
+        pids.len() == 2,
+        "ps json {pids:?}: want the init and its sleep"
+    );
+    let o = ct.kill("KILL");
+    ensure!(o.success(), "kill: {}", o.brief());
+    ct.wait_status("stopped", 5)?;
+    let o = ct.rt.exec(&["ps", "--format", "json", &ct.id]);
+    ensure!(
+        o.failed(),
+        "ps of a stopped container: {} (want an error)",
+        o.brief()
+    );
+    let o = ct.delete(false);
+    ensure!(o.success(), "delete: {}", o.brief());
+    let o = ct.rt.exec(&["ps", "--format", "json", &ct.id]);
+    ensure!(
+        o.failed(),
+        "ps of a deleted container: {} (want an error)",
+        o.brief()
+    );
+    ensure!(
+        o.stderr.contains("does not exist"),
+        "ps of a deleted container: {:?}",
+        o.stderr
+    );
+    Ok(())
+}
+
+fn ps_table(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sleep", "30"])?;
+    ct.up()?;
+    let init = ct.pid()?.to_string();
+    let o = ct.rt.exec(&["ps", &ct.id]);
+    ensure!(o.success(), "ps: {}", o.brief());
+    let mut lines = o.stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header.split_whitespace().position(|h| h == "PID");
+    let Some(col) = col else {
+        bail!("ps table has no PID column: {:?}", o.stdout)
+    };
+    let rows: Vec<&str> = lines.collect();
+    ensure!(
+        rows.len() == 1 && rows[0].split_whitespace().nth(col) == Some(init.as_str()),
+        "ps rows {rows:?}: want only the init {init}"
+    );
+    // Trailing ps options, hyphens and all.
+    let o = ct.rt.exec(&["ps", &ct.id, "-o", "pid,comm"]);
+    ensure!(o.success(), "ps ID -o pid,comm: {}", o.brief());
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    ensure!(
+        lines.len() == 2
+            && lines[0].split_whitespace().next() == Some("PID")
+            && lines[1].split_whitespace().next() == Some(init.as_str())
+            && lines[1].contains("sleep"),
+        "ps ID -o pid,comm: {:?}",
+        o.stdout
+    );
     Ok(())
 }

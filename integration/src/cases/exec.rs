@@ -52,6 +52,10 @@ pub fn cases() -> Vec<Case> {
             run: user_namespace,
         },
         Case {
+            name: "config/no_mount_namespace",
+            run: no_mount_namespace,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -531,4 +535,52 @@ fn kill_shared_pid_ns(ctx: &mut Ctx) -> R {
         "processes left in the cgroup after kill --all 9: {:?}",
         host::procs_in_cgroup(&ct.id)
     )
+}
+
+/// Without a mount namespace the container shares the runtime's (runtime-tools linux_ns_itype):
+/// it runs in its own root with its mounts, exec reaches that root, and after delete nothing it
+/// mounted is left on the host.
+fn no_mount_namespace(ctx: &mut Ctx) -> R {
+    let host_mnt = ns_link("self", "mnt");
+    let mut ct = ctx.container(SLEEPER)?;
+    let keep: Vec<serde_json::Value> = ct.b.config["linux"]["namespaces"]
+        .as_array()
+        .ok_or_else(|| "namespaces".to_string())?
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
+    ct.b.config["linux"]["namespaces"] = json!(keep);
+    ct.up()?;
+    ct.wait_status("running", 5)?;
+    let init = ct.pid()?.to_string();
+    ensure!(
+        ns_link(&init, "mnt") == host_mnt,
+        "the container has a mount namespace of its own"
+    );
+    let o = exec_in(
+        &ct,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "test -x /runtimetest && grep -c ' /proc ' /proc/self/mountinfo",
+        ],
+    );
+    ensure!(
+        o.success(),
+        "exec does not see the container's root and /proc: {}",
+        o.brief()
+    );
+    let o = ct.kill("KILL");
+    ensure!(o.success(), "kill: {}", o.brief());
+    ct.wait_status("stopped", 5)?;
+    let o = ct.delete(false);
+    ensure!(o.success(), "delete: {}", o.brief());
+    let left = host::mounts_under(&ct.b.dir);
+    ensure!(
+        left.is_empty(),
+        "mounts left on the host after delete: {left:?}"
+    );
+    Ok(())
 }

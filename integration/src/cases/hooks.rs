@@ -30,7 +30,55 @@ pub fn cases() -> Vec<Case> {
             name: "hooks/poststop_fail",
             run: poststop_fail,
         },
+        Case {
+            name: "hooks/poststart_sees_the_process",
+            run: poststart_sees_the_process,
+        },
+        Case {
+            name: "hooks/create_container_cwd",
+            run: create_container_cwd,
+        },
     ]
+}
+
+/// Poststart hooks run after the container's process has started: the pid in their state is
+/// already the program's (exec'd), not the runtime's init waiting to exec it.
+fn poststart_sees_the_process(ctx: &mut Ctx) -> R {
+    let log = ctx.tmp.join("poststart-comm");
+    let mut ct = ctx.container(&["sleep", "30"])?;
+    ct.b.add_hook(
+        "poststart",
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!(
+            "pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); cat /proc/$pid/comm > {}",
+            log.display())]}),
+    );
+    ct.up()?;
+    let comm = read_lossy(&log);
+    ensure!(
+        comm.trim() == "sleep",
+        "poststart ran before the process started: the pid's comm was {comm:?}"
+    );
+    Ok(())
+}
+
+/// createContainer hooks run with the container's root as their working directory, as runc
+/// runs them.
+fn create_container_cwd(ctx: &mut Ctx) -> R {
+    let log = ctx.tmp.join("cc-cwd");
+    let mut ct = ctx.container(&["true"])?;
+    ct.b.add_hook(
+        "createContainer",
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("ls > {}", log.display())]}),
+    );
+    let o = ct.create();
+    ensure!(o.success(), "create: {}", o.brief());
+    let listing = read_lossy(&log);
+    ensure!(
+        listing.lines().any(|l| l == "runtimetest") && listing.lines().any(|l| l == "proc"),
+        "createContainer hook's cwd is not the container's root: it listed {:?}",
+        one_line(&listing, 200)
+    );
+    Ok(())
 }
 
 /// A host-side hook appending `name` to `log`.

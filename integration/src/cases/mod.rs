@@ -15,6 +15,7 @@ pub mod errors;
 pub mod escapes;
 pub mod exe;
 pub mod exec;
+pub mod features;
 pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
@@ -74,6 +75,7 @@ pub fn all() -> Vec<Case> {
     v.extend(escapes::cases());
     v.extend(exe::cases());
     v.extend(exec::cases());
+    v.extend(features::cases());
     v
 }
 
