@@ -10,7 +10,7 @@ INTEGRATION := $(TARGET_DIR)/release/integration
 DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
-	test-managers test-apparmor lint demo clean
+	test-clients test-apparmor lint demo clean
 
 all: build
 
@@ -43,10 +43,11 @@ deps:
 		dpkg -x golang-github-containers-common_*.deb . ; \
 	fi
 
-# The managers that exec the runtime: Podman (with conmon), Docker and containerd's ctr.
+# The clients that exec the runtime: Podman (with conmon, and catatonit for --init), Docker and
+# containerd's ctr.
 deps-managers:
 	@missing=""; \
-	for p in podman conmon containerd docker.io; do \
+	for p in podman conmon catatonit containerd docker.io; do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -65,11 +66,12 @@ integration: build runtimetest integration-bin
 compare: build runtimetest integration-bin
 	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --compare $$(command -v runc)
 
-# Podman, Docker and ctr run containers with berth (and their default seccomp profiles).
-test-managers: deps-managers build runtimetest
-	integration/managers/run.sh $(BERTH) $(RUNTIMETEST)
+# ctr, Docker and Podman run the same scenarios with berth and with runc (a table per client);
+# fails when berth fails any. About 5 minutes.
+test-clients: deps deps-managers build runtimetest
+	integration/clients/run.sh $(BERTH) $(RUNTIMETEST) $$(command -v runc)
 
-test: deps unit integration compare test-managers
+test: deps unit integration compare test-clients
 
 # process.apparmorProfile for real: this host has no AppArmor, so the check runs in a QEMU guest
 # on Debian's kernel (../shared/vm, beside the repo), which has it. The guest's root is this
