@@ -88,6 +88,26 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::config("process", "missing: there is nothing to run"))?;
+    // Settings berth cannot apply are refused, never dropped (`features` says the same).
+    if let Some(linux) = spec.linux() {
+        if linux.intel_rdt().is_some() {
+            return Err(Error::config(
+                "linux.intelRdt",
+                "not supported by berth (no resctrl support)",
+            ));
+        }
+        if linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.rdma().as_ref())
+            .is_some_and(|m| !m.is_empty())
+        {
+            return Err(Error::config(
+                "linux.resources.rdma",
+                "not supported by berth (rdma cgroup limits are not applied)",
+            ));
+        }
+    }
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::config("process.args", "must name a program"));
     }

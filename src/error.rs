@@ -6,8 +6,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The bundle or its config.json is unusable; `field` names the offending part.
-    #[error("{field}: {reason}")]
+    /// The bundle or its config.json is unusable; `field` names the offending part. The words
+    /// "invalid configuration" are runc's, which managers look for.
+    #[error("invalid configuration: {field}: {reason}")]
     Config { field: String, reason: String },
 
     #[error("container id {0:?} is invalid: {1}")]

@@ -61,7 +61,32 @@ pub fn cases() -> Vec<Case> {
             name: "errors/invalid_id",
             run: invalid_id,
         },
+        Case {
+            name: "errors/unsupported_settings_refused",
+            run: unsupported_settings_refused,
+        },
     ]
+}
+
+/// Settings berth cannot apply are an error naming the field, never dropped.
+fn unsupported_settings_refused(ctx: &mut Ctx) -> R {
+    broken(
+        ctx,
+        |ct| {
+            ct.b.config["linux"]["intelRdt"] = json!({"closID": "x", "l3CacheSchema": "L3:0=f"});
+            Ok(ct.b.write()?)
+        },
+        &["linux.intelRdt"],
+    )?;
+    broken(
+        ctx,
+        |ct| {
+            ct.b.config["linux"]["resources"]["rdma"] =
+                json!({"mlx4_0": {"hcaHandles": 1, "hcaObjects": 100}});
+            Ok(ct.b.write()?)
+        },
+        &["linux.resources.rdma"],
+    )
 }
 
 /// Create `ct` (config already written as the case wants), require a

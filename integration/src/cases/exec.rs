@@ -60,6 +60,14 @@ pub fn cases() -> Vec<Case> {
             run: sd_notify,
         },
         Case {
+            name: "process/cwd_entered_once",
+            run: cwd_entered_once,
+        },
+        Case {
+            name: "process/terminal_owned_by_user",
+            run: terminal_owned_by_user,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -638,6 +646,49 @@ fn sd_notify(ctx: &mut Ctx) -> R {
     ensure!(
         seen.trim() == "/run/notify/notify.sock",
         "the process's NOTIFY_SOCKET was {seen:?}"
+    );
+    Ok(())
+}
+
+/// `process.cwd` that root may enter but the process's user may not (0700, root's): entered
+/// once, before the user switch, as runc does; not entered again (which would fail).
+fn cwd_entered_once(ctx: &mut Ctx) -> R {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ct = ctx.container(&["pwd"])?;
+    let secret = ct.b.rootfs.join("secret");
+    fs::create_dir_all(&secret)?;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700))?;
+    ct.b.config["process"]["cwd"] = json!("/secret");
+    ct.b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let o = ct.run_fg();
+    ensure!(
+        o.success(),
+        "run with a 0700 cwd as uid 1000: {}",
+        o.brief()
+    );
+    ensure!(
+        ct.stdout_text().trim() == "/secret",
+        "cwd: {:?}",
+        ct.stdout_text()
+    );
+    Ok(())
+}
+
+/// The process's terminal belongs to its user, so it can reopen it.
+fn terminal_owned_by_user(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&["sh", "-c", "stat -c owner=%u -L /proc/self/fd/0"])?;
+    ct.b.config["process"]["terminal"] = json!(true);
+    ct.b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let o = ct.run_fg();
+    let out = format!("{}{}", ct.stdout_text(), o.stdout);
+    ensure!(
+        o.success(),
+        "run with a terminal as uid 1000: {}",
+        o.brief()
+    );
+    ensure!(
+        out.contains("owner=1000"),
+        "the terminal is not owned by the process's user: {out:?}"
     );
     Ok(())
 }
