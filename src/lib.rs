@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod cgroups;
 pub mod channel;
 pub mod console;
+pub mod copyup;
 pub mod error;
 pub mod exec;
 pub mod fds;

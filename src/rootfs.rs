@@ -30,6 +30,8 @@ pub struct MountOpts {
     pub recursive_clr: u64,
     /// Options mount(2) does not know: passed to the filesystem as data.
     pub data: Vec<String>,
+    /// `tmpcopyup`: the tmpfs starts with a copy of the directory it covers.
+    pub copy_up: bool,
 }
 
 impl Default for MountOpts {
@@ -42,6 +44,7 @@ impl Default for MountOpts {
             recursive_set: 0,
             recursive_clr: 0,
             data: Vec::new(),
+            copy_up: false,
         }
     }
 }
@@ -118,10 +121,8 @@ const PROPAGATION_OPTIONS: [(&str, MsFlags); 8] = [
     ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
 ];
 
-/// Accepted but without effect: Podman adds `tmpcopyup` to its tmpfs mounts, and refusing it
-/// would break those; berth does not copy the directory's content up yet, so `features` does
-/// not claim it.
-const IGNORED_OPTIONS: [&str; 1] = ["tmpcopyup"];
+/// Podman adds `tmpcopyup` to its tmpfs mounts: the tmpfs gets a copy of what it covers.
+const COPY_UP: &str = "tmpcopyup";
 
 /// Every option `mount_options` applies itself (the others go to the filesystem as data, or
 /// are refused): what `features` reports as mountOptions.
@@ -131,16 +132,11 @@ pub fn known_mount_options() -> Vec<String> {
         .map(|(n, _, _)| n.to_string())
         .chain(RECURSIVE_OPTIONS.iter().map(|(n, _, _)| format!("r{n}")))
         .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| n.to_string()))
-        .chain(["bind", "rbind"].map(String::from))
+        .chain(["bind", "rbind", COPY_UP].map(String::from))
         .collect();
     v.sort();
     v.dedup();
     v
-}
-
-/// Options berth accepts without applying them (see `IGNORED_OPTIONS`).
-pub fn ignored_mount_options() -> &'static [&'static str] {
-    &IGNORED_OPTIONS
 }
 
 /// Id-mapped mounts are not implemented: these options are refused.
@@ -180,7 +176,8 @@ pub fn mount_options(opts: &[String]) -> std::result::Result<MountOpts, String> 
             continue;
         } else if IDMAP_OPTIONS.contains(&o) {
             return Err(format!("{o:?}: id-mapped mounts are not supported yet"));
-        } else if IGNORED_OPTIONS.contains(&o) {
+        } else if o == COPY_UP {
+            m.copy_up = true;
             continue;
         } else if let Some((attr, on)) = o.strip_prefix('r').and_then(recursive_attr) {
             if on {
@@ -567,8 +564,16 @@ fn mount_one(
         }
         let fstype = if typ.is_empty() { None } else { Some(typ) };
         let mut flags = opts.flags & !MsFlags::MS_REMOUNT;
-        if is_dev(dest_rel) {
-            // Devices are made in it later: read-only comes at the end (`finish_dev`).
+        let copy_up = opts.copy_up;
+        if copy_up && typ != "tmpfs" {
+            return Err(Error::config(
+                "options",
+                "tmpcopyup only applies to a tmpfs",
+            ));
+        }
+        if is_dev(dest_rel) || copy_up {
+            // Filled in first (devices later, in `finish_dev`; the copy just below): read-only
+            // comes after.
             flags &= !MsFlags::MS_RDONLY;
         }
         mnt(
@@ -578,6 +583,20 @@ fn mount_one(
             flags,
             (!data.is_empty()).then_some(data.as_str()),
         )?;
+        if copy_up {
+            // `point` still names the directory under the new tmpfs.
+            let tmpfs = reopen()?;
+            crate::copyup::copy_tree(point.as_raw_fd(), tmpfs.as_raw_fd())?;
+            if opts.flags.contains(MsFlags::MS_RDONLY) {
+                mnt(
+                    None,
+                    &on(&tmpfs),
+                    None,
+                    flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None,
+                )?;
+            }
+        }
     }
     if !opts.propagation.is_empty() || opts.recursive_set != 0 || opts.recursive_clr != 0 {
         let new_mount = reopen()?;

@@ -68,6 +68,10 @@ pub fn cases() -> Vec<Case> {
             run: terminal_owned_by_user,
         },
         Case {
+            name: "mounts/tmpcopyup",
+            run: tmpcopyup,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -689,6 +693,51 @@ fn terminal_owned_by_user(ctx: &mut Ctx) -> R {
     ensure!(
         out.contains("owner=1000"),
         "the terminal is not owned by the process's user: {out:?}"
+    );
+    Ok(())
+}
+
+/// `tmpcopyup` (Podman's tmpfs mounts): the tmpfs starts with a copy of the directory it covers
+/// (files, modes, owners, links), and writes go to the tmpfs, not the image.
+fn tmpcopyup(ctx: &mut Ctx) -> R {
+    use std::os::unix::fs::{chown, symlink, PermissionsExt};
+    let mut ct = ctx.container(&[
+        "sh",
+        "-c",
+        "cat /data/f && stat -c '%u %a' /data/f /data/sub && readlink /data/link && \
+         cat /data/sub/g && echo new > /data/new && mount | grep -q ' /data type tmpfs'",
+    ])?;
+    let data = ct.b.rootfs.join("data");
+    fs::create_dir_all(data.join("sub"))?;
+    fs::write(data.join("f"), "image-content\n")?;
+    fs::write(data.join("sub/g"), "deeper\n")?;
+    fs::set_permissions(data.join("f"), fs::Permissions::from_mode(0o664))?;
+    fs::set_permissions(data.join("sub"), fs::Permissions::from_mode(0o755))?;
+    chown(data.join("f"), Some(1000), Some(1000))?;
+    chown(data.join("sub"), Some(1000), Some(1000))?;
+    symlink("/etc/passwd", data.join("link"))?;
+    ct.b.add_mount(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "tmpcopyup"]}),
+    );
+    let o = ct.run_fg();
+    let out = ct.stdout_text();
+    ensure!(o.success(), "run: {}; output {out:?}", o.brief());
+    for want in [
+        "image-content",
+        "1000 664",
+        "1000 755",
+        "/etc/passwd",
+        "deeper",
+    ] {
+        ensure!(
+            out.contains(want),
+            "tmpfs lacks the copy ({want:?}): {out:?}"
+        );
+    }
+    ensure!(
+        !data.join("new").exists(),
+        "the write reached the image instead of the tmpfs"
     );
     Ok(())
 }
