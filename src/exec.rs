@@ -67,13 +67,14 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         _ => {}
     }
     let process = process_for(&st.config, opts)?;
-    let filter = st
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()?;
+    let filter = logging::timed("exec: compile the container's seccomp profile", || {
+        st.config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(seccomp::compile)
+            .transpose()
+    })?;
     let labels = lsm::plan(
         process.apparmor_profile().as_deref(),
         process.selinux_label().as_deref(),
@@ -151,8 +152,11 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         let _ = waitpid(Pid::from_raw(pid), None);
         e
     };
+    logging::debug(&format!("exec {id}: cloned process {pid}"));
     let setup = || -> Result<()> {
-        cgroups::join_existing(&st.cgroup_path, pid, &opts.cgroup)?;
+        logging::timed("exec: join the container's cgroup", || {
+            cgroups::join_existing(&st.cgroup_path, pid, &opts.cgroup)
+        })?;
         parent_chan.send(&Msg::Go {
             state: String::new(),
         })?;
@@ -176,7 +180,7 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         Ok(())
     };
-    setup().map_err(kill_child)?;
+    logging::timed("exec: set up the process until its execve", setup).map_err(kill_child)?;
     drop(dir);
     logging::debug(&format!("exec {id}: process {pid} started"));
     if opts.detach {
