@@ -131,11 +131,11 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
             bind_console: false,
             seccomp: filter.as_ref(),
             labels: &labels,
+            preserve_fds: opts.preserve_fds,
         },
         init: &pidfd,
         join: differ & !CloneFlags::CLONE_NEWPID,
         chroot: chroot.as_ref(),
-        preserve_fds: opts.preserve_fds,
     };
     let lock_fd = dir.lock_fd();
     let parent_end = parent_chan.raw();

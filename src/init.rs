@@ -241,6 +241,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         bind_console: true,
         seccomp: ctx.seccomp,
         labels: ctx.labels,
+        preserve_fds: ctx.preserve_fds,
     };
     let mut program = prepare_process(&setup)?;
     // startContainer hooks run once the process is about to run: they see it as running.
@@ -268,11 +269,18 @@ pub struct ProcessSetup<'a> {
     pub bind_console: bool,
     pub seccomp: Option<&'a Filter>,
     pub labels: &'a crate::lsm::Labels,
+    /// fds from 3 up that go on to the process (socket activation and --preserve-fds).
+    pub preserve_fds: u32,
 }
 
 /// Applies `process` up to, not including, execve, in the container's root and namespaces.
 fn prepare_process<'a>(p: &ProcessSetup<'a>) -> Result<Program<'a>> {
     let process = p.process;
+    // Only stdio and the preserved fds may reach the process. Marked now, before any seccomp
+    // filter exists: a profile may refuse close_range (and the /proc walk's calls). Whatever
+    // berth opens from here on is close-on-exec already.
+    sys::cloexec_from(3 + p.preserve_fds)
+        .with_step(|| format!("mark fds from {} up close-on-exec", 3 + p.preserve_fds))?;
     if let Some(sock) = p.console {
         console::setup(sock, process.console_size().as_ref(), p.bind_console)?;
     }
@@ -325,7 +333,6 @@ pub struct ExecContext<'a> {
     /// The init's root when the container has no mount namespace of its own (a chroot in the
     /// host's table): entered by fd.
     pub chroot: Option<&'a std::fs::File>,
-    pub preserve_fds: u32,
 }
 
 /// The child of `berth exec`: joins the container, waits until the parent has put it in the
@@ -342,7 +349,7 @@ pub fn run_exec(ctx: &ExecContext) -> ! {
     };
     // A detached exec's parent exits as soon as this execve succeeds.
     let _ = nix::sys::prctl::set_pdeathsig(None);
-    exec_program(&program, ctx.preserve_fds)
+    exec_program(&program)
 }
 
 fn exec_steps<'a>(ctx: &ExecContext<'a>) -> Result<Program<'a>> {
@@ -507,20 +514,12 @@ fn exec_process(ctx: &InitContext, program: &Program) -> ! {
         eprintln!("berth: {e}");
         exit_now(1);
     }
-    exec_program(program, ctx.preserve_fds)
+    exec_program(program)
 }
 
-/// The last steps of every container process: only stdio and the preserved fds survive,
-/// signals unblocked, the late seccomp filter, execve.
-fn exec_program(program: &Program, preserve_fds: u32) -> ! {
-    // Only stdio and the preserved fds may reach the process; a failure here must not exec.
-    if let Err(e) = sys::cloexec_from(3 + preserve_fds) {
-        eprintln!(
-            "berth: mark fds from {} up close-on-exec: {e}",
-            3 + preserve_fds
-        );
-        exit_now(1);
-    }
+/// The last steps of every container process: signals unblocked and at their defaults, the
+/// late seccomp filter, execve.
+fn exec_program(program: &Program) -> ! {
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&SigSet::empty()),

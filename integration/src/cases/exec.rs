@@ -72,6 +72,10 @@ pub fn cases() -> Vec<Case> {
             run: tmpcopyup,
         },
         Case {
+            name: "seccomp/profile_refusing_close_range",
+            run: profile_refusing_close_range,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -738,6 +742,27 @@ fn tmpcopyup(ctx: &mut Ctx) -> R {
     ensure!(
         !data.join("new").exists(),
         "the write reached the image instead of the tmpfs"
+    );
+    Ok(())
+}
+
+/// A profile that refuses close_range, without noNewPrivileges (so the filter is loaded before
+/// the runtime's last steps), as runtime-tools' default config has it: the runtime must still
+/// start the process, and an exec'd one too.
+fn profile_refusing_close_range(ctx: &mut Ctx) -> R {
+    let ct = running(ctx, |ct| {
+        ct.b.config["process"]["noNewPrivileges"] = json!(false);
+        ct.b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    })?;
+    let o = exec_in(&ct, &[], &["sh", "-c", "echo exec-ran"]);
+    ensure!(
+        o.success() && o.stdout.contains("exec-ran"),
+        "exec under a profile refusing close_range: {}",
+        o.brief()
     );
     Ok(())
 }
