@@ -47,6 +47,18 @@ fn open_dir(parent: RawFd, name: &std::ffi::CStr) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The owner of `name` in `dir`, itself (a link is not followed).
+fn chown_entry(dir: RawFd, name: &std::ffi::CStr, owner: (Uid, Gid)) -> Result<()> {
+    fchownat(
+        Some(dir),
+        name,
+        Some(owner.0),
+        Some(owner.1),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .with_step(|| format!("tmpcopyup: chown {name:?}"))
+}
+
 fn copy_dir(from: RawFd, to: RawFd, depth: usize) -> Result<()> {
     if depth > 256 {
         return Err(Error::Other("tmpcopyup: directory tree too deep".into()));
@@ -104,28 +116,14 @@ fn copy_dir(from: RawFd, to: RawFd, depth: usize) -> Result<()> {
                     .with_step(|| format!("tmpcopyup: readlink {name:?}"))?;
                 symlinkat(target.as_os_str(), Some(to), name)
                     .with_step(|| format!("tmpcopyup: symlink {name:?}"))?;
-                fchownat(
-                    Some(to),
-                    name,
-                    Some(owner.0),
-                    Some(owner.1),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .with_step(|| format!("tmpcopyup: chown {name:?}"))?;
+                chown_entry(to, name, owner)?;
             }
             // A socket is only a name without its listener: nothing to copy.
             Some(Type::Socket) => {}
             _ => {
                 mknodat(Some(to), name, kind, perm, st.st_rdev)
                     .with_step(|| format!("tmpcopyup: mknod {name:?}"))?;
-                fchownat(
-                    Some(to),
-                    name,
-                    Some(owner.0),
-                    Some(owner.1),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .with_step(|| format!("tmpcopyup: chown {name:?}"))?;
+                chown_entry(to, name, owner)?;
                 fchmodat(Some(to), name, perm, FchmodatFlags::FollowSymlink)
                     .with_step(|| format!("tmpcopyup: chmod {name:?}"))?;
             }

@@ -245,13 +245,7 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path, host_mount_ns: bool) -> Result<(
     if host_mount_ns {
         // No mount namespace of its own: the host's "/" keeps its propagation. Everything the
         // container mounts goes on a private bind of the rootfs, which delete detaches whole.
-        mnt(
-            Some(rootfs),
-            rootfs,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
+        bind_onto_itself(rootfs)?;
         return mnt(
             None,
             rootfs,
@@ -267,6 +261,12 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path, host_mount_ns: bool) -> Result<(
         MsFlags::MS_SLAVE | MsFlags::MS_REC
     };
     mnt(None, Path::new("/"), None, setup, None)?;
+    bind_onto_itself(rootfs)
+}
+
+/// The rootfs becomes a mount of its own (pivot_root needs one; a read-only root is a remount
+/// of it).
+fn bind_onto_itself(rootfs: &Path) -> Result<()> {
     mnt(
         Some(rootfs),
         rootfs,

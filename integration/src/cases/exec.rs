@@ -88,6 +88,19 @@ pub fn cases() -> Vec<Case> {
 
 const SLEEPER: &[&str] = &["sleep", "600"];
 
+/// Takes namespace `kind` out of the container's config: it then shares berth's.
+fn without_namespace(ct: &mut Ct, kind: &str) -> R {
+    let keep: Vec<serde_json::Value> = ct.b.config["linux"]["namespaces"]
+        .as_array()
+        .ok_or_else(|| "the config has no namespace list".to_string())?
+        .iter()
+        .filter(|n| n["type"] != kind)
+        .cloned()
+        .collect();
+    ct.b.config["linux"]["namespaces"] = json!(keep);
+    Ok(())
+}
+
 fn exec(ct: &Ct, args: &[&str]) -> Out {
     let mut a = vec!["exec"];
     a.extend_from_slice(args);
@@ -520,14 +533,7 @@ fn kill_shared_pid_ns(ctx: &mut Ctx) -> R {
          echo $! > /shared/child; trap 'exit 0' TERM; while :; do sleep 0.1; done",
     ])?;
     ct.b.add_shared(&sh);
-    let keep: Vec<serde_json::Value> = ct.b.config["linux"]["namespaces"]
-        .as_array()
-        .ok_or_else(|| "namespaces".to_string())?
-        .iter()
-        .filter(|n| n["type"] != "pid")
-        .cloned()
-        .collect();
-    ct.b.config["linux"]["namespaces"] = json!(keep);
+    without_namespace(&mut ct, "pid")?;
     ct.up()?;
     wait_file(&sh.join("child"), 5)?;
     std::thread::sleep(Duration::from_millis(300));
@@ -563,14 +569,7 @@ fn kill_shared_pid_ns(ctx: &mut Ctx) -> R {
 fn no_mount_namespace(ctx: &mut Ctx) -> R {
     let host_mnt = ns_link("self", "mnt");
     let mut ct = ctx.container(SLEEPER)?;
-    let keep: Vec<serde_json::Value> = ct.b.config["linux"]["namespaces"]
-        .as_array()
-        .ok_or_else(|| "namespaces".to_string())?
-        .iter()
-        .filter(|n| n["type"] != "mount")
-        .cloned()
-        .collect();
-    ct.b.config["linux"]["namespaces"] = json!(keep);
+    without_namespace(&mut ct, "mount")?;
     ct.up()?;
     ct.wait_status("running", 5)?;
     let init = ct.pid()?.to_string();
