@@ -189,10 +189,20 @@ fn validation_names_the_field() {
             serde_json::json!([{"type":"mount"},{"type":"network","path":"rel/x"}])
     ))
     .contains("not absolute"));
-    assert!(err(with(
+    // No mount namespace: the container shares the runtime's (allowed by the spec).
+    assert!(berth::bundle::validate(&with(
         |v| v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}])
     ))
-    .contains("mount namespace"));
+    .is_ok());
+    // What berth cannot apply is refused by name.
+    assert!(err(with(
+        |v| v["linux"]["intelRdt"] = serde_json::json!({"closID": "x"})
+    ))
+    .contains("linux.intelRdt"));
+    assert!(err(with(
+        |v| v["linux"]["resources"]["rdma"] = serde_json::json!({"mlx4_0": {"hcaHandles": 1}})
+    ))
+    .contains("linux.resources.rdma"));
     assert!(err(with(|v| v["process"]["rlimits"] = serde_json::json!([
         {"type":"RLIMIT_NOFILE","soft":1,"hard":1},{"type":"RLIMIT_NOFILE","soft":2,"hard":2}])))
     .contains("process.rlimits"));
