@@ -76,6 +76,14 @@ pub fn cases() -> Vec<Case> {
             run: profile_refusing_close_range,
         },
         Case {
+            name: "exec/forwards_signals",
+            run: forwards_signals,
+        },
+        Case {
+            name: "cli/listen_fds",
+            run: listen_fds,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -762,6 +770,72 @@ fn profile_refusing_close_range(ctx: &mut Ctx) -> R {
         o.success() && o.stdout.contains("exec-ran"),
         "exec under a profile refusing close_range: {}",
         o.brief()
+    );
+    Ok(())
+}
+
+/// A foreground exec passes the signals it gets on to the process and exits with its status.
+fn forwards_signals(ctx: &mut Ctx) -> R {
+    let ct = running(ctx, |_| {})?;
+    let mut child = std::process::Command::new(&ct.rt.path)
+        .arg("--root")
+        .arg(&ct.rt.root)
+        .args([
+            "exec",
+            &ct.id,
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while :; do sleep 0.1; done",
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("exec did not end after SIGTERM: the signal was not forwarded");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ensure!(
+        status.code() == Some(42),
+        "exec after SIGTERM: {status:?} (want 42: the process's trap ran)"
+    );
+    Ok(())
+}
+
+/// Socket activation: fds systemd passed to the runtime (LISTEN_FDS, LISTEN_PID naming it)
+/// reach the process as fds 3 and up, counted in its LISTEN_FDS.
+fn listen_fds(ctx: &mut Ctx) -> R {
+    let ct = ctx.container(&["sh", "-c", "echo fds=$LISTEN_FDS; cat <&3"])?;
+    ct.b.write()?;
+    let passed = ctx.tmp.join("activation");
+    fs::write(&passed, "from-systemd\n")?;
+    // `exec` keeps the shell's pid, so LISTEN_PID=$$ names the runtime, as systemd would.
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec {} --root {} run --bundle {} {} 3<{}",
+        ct.rt.path.display(),
+        ct.rt.root.display(),
+        ct.b.dir.display(),
+        ct.id,
+        passed.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("fds=1") && text.contains("from-systemd"),
+        "socket-activation fd did not reach the process: {:?}, stdout {text:?}, stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
 }
