@@ -281,6 +281,10 @@ fn prepare_process<'a>(p: &ProcessSetup<'a>) -> Result<Program<'a>> {
     // berth opens from here on is close-on-exec already.
     sys::cloexec_from(3 + p.preserve_fds)
         .with_step(|| format!("mark fds from {} up close-on-exec", 3 + p.preserve_fds))?;
+    // Likewise before the filter: the process starts with no signal ignored, neither berth's
+    // own SIGPIPE (Rust ignores it) nor what berth's caller ignored. Handlers installed after
+    // this (the init's exit handlers) are reset by execve itself.
+    sys::reset_signal_dispositions().step("reset signal dispositions")?;
     if let Some(sock) = p.console {
         console::setup(sock, process.console_size().as_ref(), p.bind_console)?;
     }
@@ -525,9 +529,6 @@ fn exec_program(program: &Program) -> ! {
         Some(&SigSet::empty()),
         None,
     );
-    // An ignored signal stays ignored across execve: berth's own SIG_IGN for SIGPIPE (Rust's
-    // default) must not reach the process.
-    sys::reset_signal_dispositions();
     if let Some(f) = program.seccomp_late {
         if let Err(e) = f.load() {
             eprintln!("berth: {e}");

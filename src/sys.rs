@@ -580,14 +580,40 @@ pub fn kill(pid: i32, sig: i32) -> nix::Result<()> {
     Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
-/// Every catchable signal back to SIG_DFL (for a child about to execve).
-pub fn reset_signal_dispositions() {
-    for sig in 1..=libc::SIGRTMAX() {
+/// Every catchable signal back to SIG_DFL, for a child that will execve: an ignored signal
+/// stays ignored across execve. Through the raw system call, because the C library refuses the
+/// real-time signals it reserves for itself (32 and 33), which a caller may still have ignored.
+pub fn reset_signal_dispositions() -> nix::Result<()> {
+    /// The kernel's struct sigaction on x86_64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL has no handler to be unsafe about; failures (numbers the
-        // C library reserves) are harmless.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction reads one KernelSigaction that outlives the call and writes
+        // nothing (null old action); SIG_DFL installs no handler.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                0usize,
+                8usize,
+            )
+        };
+        Errno::result(r)?;
     }
+    Ok(())
 }

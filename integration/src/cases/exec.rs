@@ -84,6 +84,10 @@ pub fn cases() -> Vec<Case> {
             run: listen_fds,
         },
         Case {
+            name: "process/no_signal_ignored",
+            run: no_signal_ignored,
+        },
+        Case {
             name: "kill/contract",
             run: kill_contract,
         },
@@ -834,6 +838,44 @@ fn listen_fds(ctx: &mut Ctx) -> R {
     ensure!(
         out.status.success() && text.contains("fds=1") && text.contains("from-systemd"),
         "socket-activation fd did not reach the process: {:?}, stdout {text:?}, stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Signals the runtime's caller ignored (and the runtime's own SIGPIPE) are not ignored in the
+/// container, even under a profile that refuses rt_sigaction, loaded before the last steps.
+fn no_signal_ignored(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&["grep", "SigIgn", "/proc/self/status"])?;
+    ct.b.config["process"]["noNewPrivileges"] = json!(false);
+    ct.b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["rt_sigaction"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    ct.b.write()?;
+    let script = format!(
+        "trap '' PIPE USR1 HUP; exec {} --root {} run --bundle {} {}",
+        ct.rt.path.display(),
+        ct.rt.root.display(),
+        ct.b.dir.display(),
+        ct.id
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 32 and 33 aside (the C library's own; see runtimetest's check).
+    let ignored = text
+        .trim()
+        .strip_prefix("SigIgn:")
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .map(|m| m & !((1u64 << 31) | (1u64 << 32)));
+    ensure!(
+        out.status.success() && ignored == Some(0),
+        "signals ignored in the container: {text:?} ({:?}, stderr {:?})",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
