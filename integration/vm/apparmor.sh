@@ -226,6 +226,21 @@ if "$BERTH" --root "$ROOT" create --bundle "$B" "$id" >"$W/create.out" 2>&1 </de
 	else
 		notok "container process $pid has label '$label', not $NAME (enforce)"
 	fi
+	# 3b. An exec'd process gets the container's profile (and --apparmor overrides it).
+	got=$("$BERTH" --root "$ROOT" exec "$id" /bin/cat /proc/self/attr/current 2>&1 </dev/null | tr -d '\0')
+	secret=$("$BERTH" --root "$ROOT" exec "$id" /bin/cat /etc/secret 2>&1 </dev/null)
+	echo "    | exec: current=$got; cat /etc/secret: $secret"
+	if [ "$got" = "$NAME (enforce)" ] && ! printf '%s' "$secret" | grep -q "$SECRET"; then
+		ok "an exec'd process is confined by $NAME and cannot read /etc/secret"
+	else
+		notok "exec'd process: label '$got', secret read: $secret"
+	fi
+	got=$("$BERTH" --root "$ROOT" exec --apparmor unconfined "$id" /bin/cat /proc/self/attr/current 2>&1 </dev/null | tr -d '\0')
+	if [ "$got" = "unconfined" ]; then
+		ok "exec --apparmor unconfined runs the process unconfined"
+	else
+		notok "exec --apparmor unconfined: label '$got'"
+	fi
 	"$BERTH" --root "$ROOT" kill "$id" KILL >/dev/null 2>&1
 else
 	show "$W/create.out"
