@@ -178,7 +178,11 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
     }
     let fifo = dir.dir.join(state::EXEC_FIFO);
     let relay = crate::notify::bind(&dir.dir)?;
-    let init = sys::pidfd_open(st.oci.pid).map_err(|e| Error::sys("open init pidfd", e))?;
+    // Pinned before the start, so the wait for READY cannot watch a recycled pid.
+    let init = match &relay {
+        Some(_) => Some(sys::pidfd_open(st.oci.pid).map_err(|e| Error::sys("open init pidfd", e))?),
+        None => None,
+    };
     logging::timed("start: exec fifo", || {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -204,7 +208,7 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         destroy(dir, &st);
         return Err(e);
     }
-    if let Some(relay) = relay {
+    if let (Some(relay), Some(init)) = (relay, init) {
         // Not under the lock: the container may be killed while we wait.
         drop(dir);
         logging::timed("start: wait for READY on the notify socket", || {

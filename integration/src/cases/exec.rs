@@ -100,6 +100,22 @@ pub fn cases() -> Vec<Case> {
 
 const SLEEPER: &[&str] = &["sleep", "600"];
 
+/// `run` of `ct` exec'd by a shell (so the shell's pid, traps and redirections are the
+/// runtime's): `sh -c "BEFORE exec RUNTIME ... run ... ID AFTER"`.
+fn run_from_shell(ct: &Ct, before: &str, after: &str) -> std::io::Result<std::process::Output> {
+    let script = format!(
+        "{before} exec {} --root {} run --bundle {} {} {after}",
+        ct.rt.path.display(),
+        ct.rt.root.display(),
+        ct.b.dir.display(),
+        ct.id
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+}
+
 /// Takes namespace `kind` out of the container's config: it then shares berth's.
 fn without_namespace(ct: &mut Ct, kind: &str) -> R {
     let keep: Vec<serde_json::Value> = ct.b.config["linux"]["namespaces"]
@@ -822,18 +838,11 @@ fn listen_fds(ctx: &mut Ctx) -> R {
     let passed = ctx.tmp.join("activation");
     fs::write(&passed, "from-systemd\n")?;
     // `exec` keeps the shell's pid, so LISTEN_PID=$$ names the runtime, as systemd would.
-    let script = format!(
-        "LISTEN_PID=$$ LISTEN_FDS=1 exec {} --root {} run --bundle {} {} 3<{}",
-        ct.rt.path.display(),
-        ct.rt.root.display(),
-        ct.b.dir.display(),
-        ct.id,
-        passed.display()
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .output()?;
+    let out = run_from_shell(
+        &ct,
+        "LISTEN_PID=$$ LISTEN_FDS=1",
+        &format!("3<{}", passed.display()),
+    )?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.success() && text.contains("fds=1") && text.contains("from-systemd"),
@@ -855,17 +864,7 @@ fn no_signal_ignored(ctx: &mut Ctx) -> R {
         "syscalls": [{"names": ["rt_sigaction"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
     });
     ct.b.write()?;
-    let script = format!(
-        "trap '' PIPE USR1 HUP; exec {} --root {} run --bundle {} {}",
-        ct.rt.path.display(),
-        ct.rt.root.display(),
-        ct.b.dir.display(),
-        ct.id
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .output()?;
+    let out = run_from_shell(&ct, "trap '' PIPE USR1 HUP;", "")?;
     let text = String::from_utf8_lossy(&out.stdout);
     // 32 and 33 aside (the C library's own; see runtimetest's check).
     let ignored = text
