@@ -96,17 +96,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 "not supported by berth (no resctrl support)",
             ));
         }
-        if linux
-            .resources()
-            .as_ref()
-            .and_then(|r| r.rdma().as_ref())
-            .is_some_and(|m| !m.is_empty())
-        {
-            return Err(Error::config(
-                "linux.resources.rdma",
-                "not supported by berth (rdma cgroup limits are not applied)",
-            ));
-        }
     }
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::config("process.args", "must name a program"));

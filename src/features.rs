@@ -52,15 +52,16 @@ pub fn features() -> Result<Features> {
     let linux = LinuxFeatureBuilder::default()
         .namespaces(namespaces::ALL.to_vec())
         .capabilities(caps)
-        // Limits go through libcgroups' cgroupfs managers; `--systemd-cgroup` only names the
-        // cgroup as systemd would (no unit is made over D-Bus), and rdma limits are not applied.
+        // Limits are berth's own cgroupfs writes (cgroups::limits); `--systemd-cgroup` only names
+        // the cgroup as systemd would (no unit is made over D-Bus). rdma.max is written where the
+        // host has the rdma controller, and refused naming the field where it has not.
         .cgroup(
             CgroupBuilder::default()
                 .v1(true)
                 .v2(true)
                 .systemd(false)
                 .systemd_user(false)
-                .rdma(false)
+                .rdma(true)
                 .build()
                 .map_err(err)?,
         )

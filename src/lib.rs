@@ -30,4 +30,5 @@ pub mod spawn;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod update;
 pub mod version;

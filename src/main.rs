@@ -181,6 +181,31 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 emit(table.trim_end_matches('\n'));
             }
         }
+        Command::Update(a) => {
+            let req = berth::update::Request {
+                resources: a.resources.clone(),
+                flags: berth::update::Flags {
+                    memory: a.memory,
+                    memory_swap: a.memory_swap,
+                    memory_reservation: a.memory_reservation,
+                    kernel_memory: a.kernel_memory,
+                    kernel_memory_tcp: a.kernel_memory_tcp,
+                    cpu_shares: a.cpu_shares,
+                    cpu_quota: a.cpu_quota,
+                    cpu_period: a.cpu_period,
+                    cpu_burst: a.cpu_burst,
+                    cpu_rt_runtime: a.cpu_rt_runtime,
+                    cpu_rt_period: a.cpu_rt_period,
+                    cpuset_cpus: a.cpuset_cpus.clone(),
+                    cpuset_mems: a.cpuset_mems.clone(),
+                    pids_limit: a.pids_limit,
+                    blkio_weight: a.blkio_weight,
+                    l3_cache_schema: a.l3_cache_schema.clone(),
+                    mem_bw_schema: a.mem_bw_schema.clone(),
+                },
+            };
+            berth::update::update(&ctx, &a.id, &req).with_context(|| format!("update {}", a.id))?
+        }
         Command::Features => {
             let f = features::features().context("features")?;
             emit(&serde_json::to_string_pretty(&features::to_json(&f)?)?);

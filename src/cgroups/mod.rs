@@ -12,6 +12,9 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
+use crate::logging;
+
+pub mod limits;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -145,27 +148,67 @@ pub fn first_missing_depth(path: &Path) -> usize {
     comps.len()
 }
 
+/// Refuses a cgroup that is already frozen (the init would hang in it), and warns about one
+/// that already holds processes, as runc does.
+fn preflight(path: &Path) -> Result<()> {
+    if is_frozen(path) {
+        return Err(Error::Cgroup(format!(
+            "container's cgroup unexpectedly frozen: {}",
+            path.display()
+        )));
+    }
+    if let Ok(pids) = pids(path) {
+        if !pids.is_empty() {
+            logging::warn(&format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Puts `pid` in the cgroup (creating it) and applies the resource limits.
 pub fn join_and_apply(path: &Path, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+    preflight(path)?;
     let mgr = manager(path)?;
     mgr.add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
     join_other_hierarchies(path, pid)?;
-    if let Some(resources) = resources {
-        let opt = ControllerOpt {
-            resources,
-            disable_oom_killer: resources
-                .memory()
-                .as_ref()
-                .and_then(|m| m.disable_oom_killer())
-                .unwrap_or(false),
-            oom_score_adj: None,
-            freezer_state: None,
-        };
-        mgr.apply(&opt)
-            .map_err(|e| Error::Cgroup(format!("apply limits to {}: {e}", path.display())))?;
-    }
-    Ok(())
+    let Some(resources) = resources else {
+        return Ok(());
+    };
+    limits::apply(path, resources, limits::Current::default())?;
+    apply_devices(path, resources)
+}
+
+/// The device rules of `resources` (the devices cgroup on v1).
+pub fn apply_devices(path: &Path, resources: &LinuxResources) -> Result<()> {
+    let Some(devices) = resources.devices() else {
+        return Ok(());
+    };
+    let mut only_devices = LinuxResources::default();
+    only_devices.set_devices(Some(devices.clone()));
+    let opt = ControllerOpt {
+        resources: &only_devices,
+        disable_oom_killer: false,
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    manager(path)?
+        .apply(&opt)
+        .map_err(|e| Error::Cgroup(format!("apply devices to {}: {e}", path.display())))
+}
+
+/// Bytes of memory the cgroup uses now (memory.usage_in_bytes on v1, memory.current on v2).
+pub fn memory_usage(path: &Path) -> Option<u64> {
+    let layout = limits::Layout::detect();
+    let dir = layout.dir("memory", path)?;
+    let file = match layout.version_of("memory")? {
+        limits::Version::V1 => "memory.usage_in_bytes",
+        limits::Version::V2 => "memory.current",
+    };
+    fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
 }
 
 /// On v1 and hybrid hosts libcgroups joins only the controllers it manages; named hierarchies
@@ -310,8 +353,11 @@ pub fn is_frozen(path: &Path) -> bool {
     if let Ok(s) = fs::read_to_string(v1.join("freezer.state")) {
         return s.trim() == "FROZEN";
     }
-    let v2 = Path::new(CGROUP_ROOT).join(rel).join("cgroup.freeze");
-    matches!(fs::read_to_string(v2), Ok(s) if s.trim() == "1")
+    let v2 = Path::new(CGROUP_ROOT).join(rel);
+    // cgroup.events also says "frozen 1" when an ancestor is frozen.
+    matches!(fs::read_to_string(v2.join("cgroup.freeze")), Ok(s) if s.trim() == "1")
+        || matches!(fs::read_to_string(v2.join("cgroup.events")),
+            Ok(s) if s.lines().any(|l| l.trim() == "frozen 1"))
 }
 
 /// SIGKILLs every process in the cgroup at once through cgroup v2's `cgroup.kill` (on a hybrid

@@ -98,6 +98,78 @@ Examples:\n  berth exec ID ps aux\n  berth exec -t -u 1000:1000 --cwd /tmp ID sh
 berth exec --process process.json --detach --pid-file exec.pid ID"
     )]
     Exec(Box<ExecArgs>),
+    /// Change the resource limits of a live container
+    #[command(
+        long_about = "Change the resource limits of a created, running or paused container. \
+Only the values given change; the rest stay as they are. Every value is checked against the \
+host before anything is written, and the new values are kept in the container's state.\n\n\
+--resources takes LinuxResources JSON (the spec's linux.resources object) from a file, or from \
+stdin with '-'; the flags override it.\n\n\
+Examples:\n  berth update --memory 256m --memory-swap 512m ID\n  berth update --pids-limit 100 ID\n  \
+echo '{\"cpu\":{\"quota\":50000,\"period\":100000}}' | berth update -r - ID"
+    )]
+    Update(Box<UpdateArgs>),
+}
+
+/// Sizes: bytes, or a number with k, m, g, t or p (binary units); -1 for unlimited.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// LinuxResources JSON from FILE, or '-' for stdin
+    #[arg(short, long, value_name = "FILE|-")]
+    pub resources: Option<PathBuf>,
+    /// Memory limit
+    #[arg(long, value_name = "SIZE", value_parser = berth::update::parse_bytes, allow_hyphen_values = true)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long, value_name = "SIZE", value_parser = berth::update::parse_bytes, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// Memory soft limit
+    #[arg(long, value_name = "SIZE", value_parser = berth::update::parse_bytes, allow_hyphen_values = true)]
+    pub memory_reservation: Option<i64>,
+    /// Kernel memory limit (cgroup v1 kernels that still have it)
+    #[arg(long, value_name = "SIZE", value_parser = berth::update::parse_bytes, allow_hyphen_values = true)]
+    pub kernel_memory: Option<i64>,
+    /// Kernel TCP buffer limit (cgroup v1)
+    #[arg(long, value_name = "SIZE", value_parser = berth::update::parse_bytes, allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(long, visible_alias = "cpu-share", value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// CFS quota in microseconds per period; -1 for none
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds
+    #[arg(long, value_name = "USEC")]
+    pub cpu_period: Option<u64>,
+    /// CFS burst in microseconds
+    #[arg(long, value_name = "USEC")]
+    pub cpu_burst: Option<u64>,
+    /// Real-time runtime in microseconds (cgroup v1)
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Real-time period in microseconds (cgroup v1)
+    #[arg(long, value_name = "USEC")]
+    pub cpu_rt_period: Option<u64>,
+    /// CPUs the container may use (e.g. 0-2,4)
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of tasks; -1 or 0 for unlimited
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight, 10 to 1000
+    #[arg(long, value_name = "N")]
+    pub blkio_weight: Option<u16>,
+    /// Intel RDT L3 cache schema (refused: berth has no RDT support)
+    #[arg(long, value_name = "SCHEMA")]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (refused: berth has no RDT support)
+    #[arg(long, value_name = "SCHEMA")]
+    pub mem_bw_schema: Option<String>,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Args, Debug)]
