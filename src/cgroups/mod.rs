@@ -157,13 +157,20 @@ fn preflight(path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    if let Ok(pids) = pids(path) {
-        if !pids.is_empty() {
-            logging::warn(&format!(
-                "container's cgroup is not empty: {} process(es) found",
-                pids.len()
-            ));
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let mut found: Vec<String> = Vec::new();
+    for base in hierarchies() {
+        if let Ok(procs) = fs::read_to_string(base.join(rel).join("cgroup.procs")) {
+            found.extend(procs.split_whitespace().map(str::to_string));
         }
+    }
+    found.sort();
+    found.dedup();
+    if !found.is_empty() {
+        logging::warn(&format!(
+            "container's cgroup is not empty: {} process(es) found",
+            found.len()
+        ));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod cgroups;
 pub mod cli;
 pub mod config;
 pub mod errors;
@@ -76,6 +77,7 @@ pub fn all() -> Vec<Case> {
     v.extend(exe::cases());
     v.extend(exec::cases());
     v.extend(features::cases());
+    v.extend(cgroups::cases());
     v
 }
 
