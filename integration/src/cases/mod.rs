@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod escapes;
+pub mod events;
 pub mod exe;
 pub mod exec;
 pub mod features;
@@ -76,6 +77,7 @@ pub fn all() -> Vec<Case> {
     v.extend(exe::cases());
     v.extend(exec::cases());
     v.extend(features::cases());
+    v.extend(events::cases());
     v
 }
 
