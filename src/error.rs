@@ -20,6 +20,10 @@ pub enum Error {
     #[error("container {0:?} already exists")]
     Exists(String),
 
+    /// runc's words, for the verbs that need a live container (`events`).
+    #[error("container with id {0} is not running")]
+    NotRunning(String),
+
     #[error("container {id:?} is {status}: {action}")]
     WrongState {
         id: String,

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod console;
 pub mod copyup;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod fds;
 pub mod features;

@@ -60,6 +60,16 @@ fn emit(text: &str) {
     let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
+/// One event line; false once the reader is gone (the stream then stops).
+fn emit_event(ev: &berth::events::Event) -> bool {
+    use std::io::Write;
+    let Ok(line) = serde_json::to_string(ev) else {
+        return true;
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
 fn exec_options(a: &cli::ExecArgs) -> berth::exec::ExecOptions {
     berth::exec::ExecOptions {
         process: a.process.clone(),
@@ -205,6 +215,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 },
             };
             berth::update::update(&ctx, &a.id, &req).with_context(|| format!("update {}", a.id))?
+        Command::Events(a) => {
+            let sink = &mut emit_event;
+            if a.stats {
+                berth::events::stats_once(&ctx.root, &a.id, sink)
+            } else {
+                berth::events::stream(&ctx.root, &a.id, a.interval, sink)
+            }
+            .with_context(|| format!("events {}", a.id))?;
         }
         Command::Features => {
             let f = features::features().context("features")?;

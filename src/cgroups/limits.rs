@@ -34,6 +34,9 @@ pub struct Layout {
     pub root: PathBuf,
     /// Controllers of the cgroup2 tree (its root's cgroup.controllers).
     pub v2_controllers: Vec<String>,
+    /// The container's cgroup (relative to each hierarchy), once it exists: optional knobs
+    /// (BFQ's, CFQ's) are looked for there.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Layout {
@@ -51,6 +54,7 @@ impl Layout {
             unified,
             root: PathBuf::from(CGROUP_ROOT),
             v2_controllers,
+            cgroup: None,
         }
     }
 
@@ -691,9 +695,12 @@ fn block_io(p: &mut Plan, b: &LinuxBlockIo, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Whether the root of the hierarchy holding `ctrl` has `file` (a non-root cgroup has the same
-/// knobs, except the root-only ones berth never writes).
+/// Whether the container's cgroup has the knob `file`; before it exists, whether the
+/// hierarchy's root or one of its children has it.
 fn file_exists_in_root(layout: &Layout, ctrl: &str, file: &str) -> bool {
+    if let Some(dir) = layout.cgroup.as_ref().and_then(|rel| layout.dir(ctrl, rel)) {
+        return dir.join(file).exists();
+    }
     layout
         .dir(ctrl, Path::new("/"))
         .is_some_and(|d| d.join(file).exists() || child_has(&d, file))
@@ -831,7 +838,8 @@ fn would_appear(layout: &Layout, w: &Write) -> bool {
 
 /// Computes, checks and writes `res` for the cgroup at `rel`.
 pub fn apply(rel: &Path, res: &LinuxResources, current: Current) -> Result<()> {
-    let layout = Layout::detect();
+    let mut layout = Layout::detect();
+    layout.cgroup = Some(rel.to_path_buf());
     let writes = plan(res, &layout, current)?;
     if !layout.unified {
         enable_v2_controllers(&layout, rel, &writes)?;
@@ -874,6 +882,7 @@ mod tests {
             // No v1 hierarchy exists under this root, so only `v2_controllers` count.
             root: PathBuf::from("/nonexistent-cgroup-root"),
             v2_controllers: v2.iter().map(|s| s.to_string()).collect(),
+            cgroup: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The container's cgroup, through libcgroups: path resolution (cgroupfs and systemd's
 //! slice:prefix:name), joining, limits, freezing, and removal of what create made.
 
+pub mod stats;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

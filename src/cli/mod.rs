@@ -88,6 +88,14 @@ pub enum Command {
     Ps(PsArgs),
     /// Print what berth implements, as OCI runtime features JSON
     Features,
+    /// Print a container's resource usage (and OOM events) as JSON, one object per line
+    #[command(
+        long_about = "Print a container's resource usage statistics as runc does: with --stats \
+one {\"type\":\"stats\",...} object, otherwise one every --interval and an \
+{\"type\":\"oom\",...} object whenever the container runs out of memory, until the container \
+stops.\n\nExamples:\n  berth events --stats ID\n  berth events --interval 1s ID"
+    )]
+    Events(EventsArgs),
     /// Run a new process inside a container
     #[command(
         long_about = "Run a new process inside an existing container: it joins the container's \
@@ -234,6 +242,18 @@ pub struct ExecArgs {
         value_name = "ARGS"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Time between stats events, as a Go duration (500ms, 1.5s, 1m30s)
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = berth::events::parse_interval)]
+    pub interval: std::time::Duration,
+    /// Print the stats once and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,10 @@ pub fn cases() -> Vec<Case> {
             run: swap_equal_to_limit,
         },
         Case {
+            name: "cgroups/blkio_weight",
+            run: blkio_weight,
+        },
+        Case {
             name: "cgroups/unified",
             run: unified,
         },
@@ -269,27 +273,6 @@ fn resources_read_back(ctx: &mut Ctx) -> R {
             ));
         }
     }
-    // The weight goes to CFQ's or BFQ's knob on v1; on v2 to BFQ's, else io.weight converted
-    // (500 → 4950).
-    let weight = if io == Some(true) {
-        ["blkio.weight", "blkio.bfq.weight"]
-            .into_iter()
-            .find(|f| file_in_hierarchy("blkio", f))
-            .map(|f| w("blkio", f, "500"))
-    } else if file_in_hierarchy("io", "io.bfq.weight") {
-        Some(w("io", "io.bfq.weight", "default 500"))
-    } else if file_in_hierarchy("io", "io.weight") {
-        Some(w("io", "io.weight", "default 4950"))
-    } else {
-        None
-    };
-    if let Some(wt) = weight {
-        if res["blockIO"].is_null() {
-            res["blockIO"] = json!({});
-        }
-        res["blockIO"]["weight"] = json!(500);
-        want.push(wt);
-    }
     let res2 = res.clone();
     let ct = running(ctx, move |ct| {
         ct.b.config["linux"]["resources"] = merged_with_devices(&ct.b.config, res2)
@@ -421,20 +404,6 @@ fn unappliable_value_named(ctx: &mut Ctx) -> R {
             ctx,
             json!({"memory": {"kernel": 1048576}}),
             &["linux.resources.memory.kernel"],
-        )?;
-    }
-    // blkio/io weight without a weight knob (no CFQ, no BFQ): refused, not dropped.
-    let knob = ["blkio.weight", "blkio.bfq.weight"]
-        .iter()
-        .any(|f| file_in_hierarchy("blkio", f))
-        || ["io.bfq.weight", "io.weight"]
-            .iter()
-            .any(|f| file_in_hierarchy("io", f));
-    if !knob {
-        refused(
-            ctx,
-            json!({"blockIO": {"weight": 500}}),
-            &["linux.resources.blockIO.weight"],
         )?;
     }
     Ok(())
@@ -688,4 +657,54 @@ fn update_stopped_refused(ctx: &mut Ctx) -> R {
     let o = update(&ct, &["--pids-limit", "5"]);
     ensure!(o.failed(), "update of a stopped container succeeded");
     Ok(())
+}
+
+/// blockIO.weight lands in the knob the kernel has (CFQ's or BFQ's on v1; BFQ's, else
+/// io.weight converted from 500 to 4950 on v2), judged from the container's own cgroup; with no
+/// knob at all it is refused by name, at create and at update.
+fn blkio_weight(ctx: &mut Ctx) -> R {
+    let ct = running(ctx, |_| {})?;
+    let (ctrl, v1) = match on_v1("blkio") {
+        Some(true) => ("blkio", true),
+        _ => ("io", false),
+    };
+    let Some(dir) = cg_dir(&ct.id, ctrl) else {
+        return refused(
+            ctx,
+            json!({"blockIO": {"weight": 500}}),
+            &["linux.resources.blockIO.weight"],
+        );
+    };
+    let knob: Option<(&str, &str)> = if v1 {
+        ["blkio.weight", "blkio.bfq.weight"]
+            .into_iter()
+            .find(|f| dir.join(f).exists())
+            .map(|f| (f, "500"))
+    } else if dir.join("io.bfq.weight").exists() {
+        Some(("io.bfq.weight", "default 500"))
+    } else if dir.join("io.weight").exists() {
+        Some(("io.weight", "default 4950"))
+    } else {
+        None
+    };
+    let o = update(&ct, &["--blkio-weight", "500"]);
+    match knob {
+        Some((file, want)) => {
+            ensure!(o.success(), "update --blkio-weight 500: {}", o.brief());
+            expect_files(&ct.id, &[(ctrl, file.to_string(), want.to_string())])
+        }
+        None => {
+            ensure!(
+                o.failed() && o.stderr.contains("linux.resources.blockIO.weight"),
+                "no weight knob in {}, yet update --blkio-weight: {}",
+                dir.display(),
+                o.brief()
+            );
+            refused(
+                ctx,
+                json!({"blockIO": {"weight": 500}}),
+                &["linux.resources.blockIO.weight"],
+            )
+        }
+    }
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod escapes;
+pub mod events;
 pub mod exe;
 pub mod exec;
 pub mod features;
@@ -78,6 +79,7 @@ pub fn all() -> Vec<Case> {
     v.extend(exec::cases());
     v.extend(features::cases());
     v.extend(cgroups::cases());
+    v.extend(events::cases());
     v
 }
 
