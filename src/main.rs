@@ -215,6 +215,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 },
             };
             berth::update::update(&ctx, &a.id, &req).with_context(|| format!("update {}", a.id))?
+        }
         Command::Events(a) => {
             let sink = &mut emit_event;
             if a.stats {
