@@ -199,10 +199,6 @@ fn validation_names_the_field() {
         |v| v["linux"]["intelRdt"] = serde_json::json!({"closID": "x"})
     ))
     .contains("linux.intelRdt"));
-    assert!(err(with(
-        |v| v["linux"]["resources"]["rdma"] = serde_json::json!({"mlx4_0": {"hcaHandles": 1}})
-    ))
-    .contains("linux.resources.rdma"));
     assert!(err(with(|v| v["process"]["rlimits"] = serde_json::json!([
         {"type":"RLIMIT_NOFILE","soft":1,"hard":1},{"type":"RLIMIT_NOFILE","soft":2,"hard":2}])))
     .contains("process.rlimits"));

@@ -30,7 +30,7 @@ CLIENTS=(${BERTH_CLIENTS:-ctr docker podman})
 # shellcheck disable=SC2206
 SCENARIOS=(${BERTH_CLIENTS_SCENARIOS:-run-stdout exit-status env workdir user hostname
 	read-only bind-volume tmpfs tty exec-stdout exec-status exec-tty exec-user exec-workdir exec-env
-	exec-paused-refused top pause-unpause stop kill memory pids cpus caps seccomp init restart health
+	exec-paused-refused top pause-unpause stop kill memory pids cpus update stats caps seccomp init restart health
 	leak-20})
 # What ctr has no flag for.
 # shellcheck disable=SC2034 # read through ${!na}
@@ -439,6 +439,30 @@ sc_cpus() {
 	limited || return
 	local p; p=$(cpid "$L")
 	want "cpu.cfs_quota_us/cpu.cfs_period_us" "$(cgfile cpu cpu.cfs_quota_us "$p")/$(cgfile cpu cpu.cfs_period_us "$p")" 50000/100000
+}
+# `update` reaches the kernel (containerd sends `update --resources -`, Podman
+# `--resources=FILE`); ctr has no pids flag for it.
+sc_update() {
+	limited || return
+	local p; p=$(cpid "$L")
+	if [ "$C" = ctr ]; then
+		cl task update --memory-limit 100663296 "$L" >/dev/null
+	else
+		cl update --memory 96m --pids-limit 55 "$L" >/dev/null
+	fi || { WHY="update failed"; return 1; }
+	want "memory.limit_in_bytes after update" "$(cgfile memory memory.limit_in_bytes "$p")" 100663296 || return
+	[ "$C" = ctr ] && return 0
+	want "pids.max after update" "$(cgfile pids pids.max "$p")" 55
+}
+# Each client's stats show the limit as updated above (96 MiB).
+sc_stats() {
+	limited || return
+	local o
+	case $C in
+	ctr) o=$(cl task metrics "$L"); has "ctr task metrics" "$o" 100663296 ;;
+	docker) o=$(cl stats --no-stream --format '{{.MemUsage}}' "$L"); has "docker stats" "$o" "/ 96MiB" ;;
+	podman) o=$(cl stats --no-stream --format '{{.MemUsage}}' "$L"); has "podman stats" "$o" "/ 100.7MB" ;;
+	esac
 }
 sc_caps() {
 	local o

@@ -43,9 +43,14 @@ pub fn pid_alive(pid: i64) -> bool {
     }
 }
 
-/// Hierarchy mount points under /sys/fs/cgroup (deduplicated).
+/// Hierarchy mount points under /sys/fs/cgroup (deduplicated); on a pure v2 host, the one
+/// tree (its subdirectories are cgroups, not hierarchies).
 pub fn hierarchies() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
+    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
+        out.push(PathBuf::from(CGROUP_ROOT));
+        return out;
+    }
     let Ok(rd) = fs::read_dir(CGROUP_ROOT) else {
         return out;
     };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Whole-case budget; each runtime call additionally has its own timeout.
 const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: integration [--runtime PATH] [--runtimetest PATH] [--compare PATH] [--filter SUBSTR] [--list]";
+const USAGE: &str = "usage: integration [--runtime PATH] [--runtimetest PATH] [--compare PATH] [--filter SUBSTR[,SUBSTR...]] [--list]";
 
 struct Args {
     runtime: PathBuf,
@@ -248,7 +248,7 @@ fn main() {
         .filter(|c| {
             args.filter
                 .as_ref()
-                .is_none_or(|f| c.name.contains(f.as_str()))
+                .is_none_or(|f| f.split(',').any(|one| c.name.contains(one)))
         })
         .collect();
     if args.list {

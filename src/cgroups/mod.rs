@@ -4,7 +4,12 @@
 pub mod stats;
 
 use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
@@ -346,6 +351,9 @@ pub fn remove(path: &Path, created_depth: usize) -> Result<()> {
 }
 
 pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
+    if is_unified() {
+        return freeze_v2(path, frozen);
+    }
     let state = if frozen {
         FreezerState::Frozen
     } else {
@@ -354,6 +362,52 @@ pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
     manager(path)?
         .freeze(state)
         .map_err(|e| Error::Cgroup(format!("freeze {}: {e}", path.display())))
+}
+
+/// How long pause/resume waits for the kernel to report the new state.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// v2: writes cgroup.freeze, then waits until cgroup.events says the whole cgroup is frozen
+/// (or thawed): the write only asks, and a task in uninterruptible sleep delays it. The kernel
+/// signals changes of cgroup.events as POLLPRI, so the wait is a poll, not a sleep loop.
+fn freeze_v2(path: &Path, frozen: bool) -> Result<()> {
+    let dir = Path::new(CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(path));
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    let events_path = dir.join("cgroup.events");
+    let events = fs::File::open(&events_path)
+        .map_err(|e| Error::Cgroup(format!("open {}: {e}", events_path.display())))?;
+    fs::write(dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+        .map_err(|e| Error::Cgroup(format!("freeze {}: {e}", dir.display())))?;
+    let deadline = Instant::now() + FREEZE_TIMEOUT;
+    let mut buf = [0u8; 256];
+    loop {
+        let n = events
+            .read_at(&mut buf, 0)
+            .map_err(|e| Error::Cgroup(format!("read {}: {e}", events_path.display())))?;
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if text.lines().any(|l| l.trim() == want) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Cgroup(format!(
+                "{}: the kernel did not report \"{want}\" within {}s",
+                events_path.display(),
+                FREEZE_TIMEOUT.as_secs()
+            )));
+        }
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(Error::Cgroup(format!(
+                    "poll {}: {e}",
+                    events_path.display()
+                )))
+            }
+        }
+    }
 }
 
 pub fn is_frozen(path: &Path) -> bool {

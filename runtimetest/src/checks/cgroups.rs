@@ -83,6 +83,195 @@ fn check_resources(config: &Value, r: &mut Report) {
     check_memory(res, v2, r);
     check_pids(res, v2, r);
     check_cpu(res, v2, r);
+    for (what, file, want) in expected_files(res) {
+        match read_trim(&file) {
+            Some(got) => r.check_eq(&what, want, got),
+            None => r.skip(&what, format!("{file} not visible")),
+        }
+    }
+}
+
+/// Where the container sees the cgroup files of `ctrl`: its v1 hierarchy, the v2 tree, or the
+/// hybrid host's cgroup2 tree at /sys/fs/cgroup/unified.
+fn ctrl_dir(ctrl: &str) -> Option<String> {
+    if is_v2() {
+        return Some("/sys/fs/cgroup".into());
+    }
+    let v1 = format!("/sys/fs/cgroup/{ctrl}");
+    if Path::new(&v1).join("cgroup.procs").exists() {
+        return Some(v1);
+    }
+    let unified = read_trim("/sys/fs/cgroup/unified/cgroup.controllers")?;
+    unified
+        .split_whitespace()
+        .any(|c| c == ctrl)
+        .then(|| "/sys/fs/cgroup/unified".into())
+}
+
+fn on_v1(ctrl: &str) -> bool {
+    ctrl_dir(ctrl).is_some_and(|d| d.ends_with(ctrl))
+}
+
+/// The rest of linux.resources as (field, file, value the kernel must hold), for the knobs
+/// visible from inside; the limit, pids and cpu quota/shares are checked above.
+fn expected_files(res: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut add = |what: &str, ctrl: &str, file: &str, want: String| {
+        if let Some(d) = ctrl_dir(ctrl) {
+            out.push((
+                format!("linux.resources.{what}"),
+                format!("{d}/{file}"),
+                want,
+            ));
+        }
+    };
+    let mem_v1 = on_v1("memory");
+    let limit = cfg::i64_at(res, &["memory", "limit"]).unwrap_or(0);
+    if let Some(v) = cfg::i64_at(res, &["memory", "reservation"]).filter(|v| *v > 0) {
+        let page = sys::page_size() as i64;
+        let rounded = (v / page * page).to_string();
+        if mem_v1 {
+            add(
+                "memory.reservation",
+                "memory",
+                "memory.soft_limit_in_bytes",
+                rounded,
+            );
+        } else {
+            add("memory.reservation", "memory", "memory.low", rounded);
+        }
+    }
+    if let Some(swap) = cfg::i64_at(res, &["memory", "swap"]).filter(|v| *v != 0) {
+        if mem_v1 {
+            if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() && swap > 0 {
+                add(
+                    "memory.swap",
+                    "memory",
+                    "memory.memsw.limit_in_bytes",
+                    swap.to_string(),
+                );
+            }
+        } else if Path::new("/sys/fs/cgroup/memory.swap.max").exists() {
+            let want = if swap == -1 {
+                "max".to_string()
+            } else {
+                (swap - limit).to_string()
+            };
+            add("memory.swap", "memory", "memory.swap.max", want);
+        }
+    }
+    if mem_v1 {
+        if let Some(v) = cfg::u64_at(res, &["memory", "swappiness"]) {
+            add(
+                "memory.swappiness",
+                "memory",
+                "memory.swappiness",
+                v.to_string(),
+            );
+        }
+        if let Some(v) = cfg::i64_at(res, &["memory", "kernelTCP"]).filter(|v| *v > 0) {
+            add(
+                "memory.kernelTCP",
+                "memory",
+                "memory.kmem.tcp.limit_in_bytes",
+                v.to_string(),
+            );
+        }
+    }
+    let cpu_v1 = on_v1("cpu");
+    if let Some(v) = cfg::u64_at(res, &["cpu", "burst"]) {
+        let file = if cpu_v1 {
+            "cpu.cfs_burst_us"
+        } else {
+            "cpu.max.burst"
+        };
+        add("cpu.burst", "cpu", file, v.to_string());
+    }
+    if let Some(v) = cfg::i64_at(res, &["cpu", "idle"]) {
+        add("cpu.idle", "cpu", "cpu.idle", v.to_string());
+    }
+    if cpu_v1 {
+        if let Some(v) = cfg::i64_at(res, &["cpu", "realtimeRuntime"]).filter(|v| *v != 0) {
+            add(
+                "cpu.realtimeRuntime",
+                "cpu",
+                "cpu.rt_runtime_us",
+                v.to_string(),
+            );
+        }
+        if let Some(v) = cfg::u64_at(res, &["cpu", "realtimePeriod"]).filter(|v| *v != 0) {
+            add(
+                "cpu.realtimePeriod",
+                "cpu",
+                "cpu.rt_period_us",
+                v.to_string(),
+            );
+        }
+    }
+    for (key, file) in [("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")] {
+        if let Some(v) = cfg::str_at(res, &["cpu", key]).filter(|v| !v.is_empty()) {
+            add(&format!("cpu.{key}"), "cpuset", file, v.to_string());
+        }
+    }
+    for (i, h) in cfg::array_at(res, &["hugepageLimits"]).iter().enumerate() {
+        let (Some(size), Some(limit)) = (cfg::str_at(h, &["pageSize"]), cfg::u64_at(h, &["limit"]))
+        else {
+            continue;
+        };
+        let file = if on_v1("hugetlb") {
+            format!("hugetlb.{size}.limit_in_bytes")
+        } else {
+            format!("hugetlb.{size}.max")
+        };
+        add(
+            &format!("hugepageLimits[{i}]"),
+            "hugetlb",
+            &file,
+            limit.to_string(),
+        );
+    }
+    let io_v1 = on_v1("blkio");
+    let io = if io_v1 { "blkio" } else { "io" };
+    for (key, v1_file) in [
+        ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+        ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+        ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+        (
+            "throttleWriteIOPSDevice",
+            "blkio.throttle.write_iops_device",
+        ),
+    ] {
+        let list = cfg::array_at(res, &["blockIO", key]);
+        // One device per list keeps the expected file content a single line.
+        if let [d] = list {
+            let (Some(maj), Some(min), Some(rate)) = (
+                cfg::u64_at(d, &["major"]),
+                cfg::u64_at(d, &["minor"]),
+                cfg::u64_at(d, &["rate"]),
+            ) else {
+                continue;
+            };
+            if io_v1 {
+                add(
+                    &format!("blockIO.{key}"),
+                    io,
+                    v1_file,
+                    format!("{maj}:{min} {rate}"),
+                );
+            }
+        }
+    }
+    if !is_v2() {
+        return out;
+    }
+    if let Some(map) = cfg::get(res, &["unified"]).and_then(|u| u.as_object()) {
+        for (k, v) in map {
+            if let Some(v) = v.as_str() {
+                add(&format!("unified.{k}"), "cgroup", k, v.trim().to_string());
+            }
+        }
+    }
+    out
 }
 
 fn check_memory(res: &Value, v2: bool, r: &mut Report) {
