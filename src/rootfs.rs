@@ -663,7 +663,32 @@ fn mount_cgroup(
     let dest = PathBuf::from(fd_path(&point));
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base_flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-    if typ == "cgroup2" || crate::cgroups::is_unified() {
+    let unified = crate::cgroups::is_unified();
+    if unified && !cgroup_ns {
+        // As on v1: without a cgroup namespace a fresh cgroup2 mount would show the host's
+        // whole tree, so the container's own cgroup directory is bound instead.
+        let own = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| Error::io("read own cgroups", "/proc/self/cgroup", e))?;
+        let own_path = own_cgroup(&own, "cgroup2", "")
+            .ok_or_else(|| Error::Other("no cgroup2 line in /proc/self/cgroup".to_string()))?;
+        let src = Path::new("/sys/fs/cgroup").join(own_path.trim_start_matches('/'));
+        mnt(Some(&src), &dest, None, MsFlags::MS_BIND, None)?;
+        let bound = root
+            .resolve(dest_rel)
+            .map_err(|e| Error::sys(format!("open {}", root.display(dest_rel)), e))?;
+        let mut flags = base_flags;
+        if ro {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        return mnt(
+            None,
+            Path::new(&fd_path(&bound)),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None,
+        );
+    }
+    if typ == "cgroup2" || unified {
         return mnt(
             Some(Path::new("cgroup2")),
             &dest,

@@ -140,16 +140,26 @@ fn interval(ctx: &mut Ctx) -> R {
 
     let rt = ctx.rt.clone();
     let id = ct.id.clone();
+    let out = ctx.dir("events").join(format!("{}.stream", ct.id));
+    let out2 = out.clone();
     let started = Instant::now();
     let stream = std::thread::spawn(move || {
         let opts = Opts {
-            timeout: Some(Duration::from_secs(30)),
+            stdout: Some(out2),
+            timeout: Some(Duration::from_secs(60)),
             ..Default::default()
         };
         rt.exec_opts(&["events", "--interval", "200ms", &id], opts)
     });
-    // Long enough for several 200ms ticks even on a slow (emulated) machine.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Until two stats lines have arrived; generous for a slow (emulated) machine.
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.lines().filter(|l| l.contains("\"stats\"")).count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let killed_at = started.elapsed();
     let k = ct.kill("KILL");
     let o = match stream.join() {
