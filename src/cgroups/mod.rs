@@ -13,6 +13,8 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
 
+pub mod devices;
+
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 pub fn is_unified() -> bool {
@@ -145,27 +147,34 @@ pub fn first_missing_depth(path: &Path) -> usize {
     comps.len()
 }
 
-/// Puts `pid` in the cgroup (creating it) and applies the resource limits.
-pub fn join_and_apply(path: &Path, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+/// Puts `pid` in the cgroup (creating it) and applies the resource limits and device rules.
+pub fn join_and_apply(
+    path: &Path,
+    pid: i32,
+    resources: Option<&LinuxResources>,
+    device_rules: &[devices::Rule],
+) -> Result<()> {
     let mgr = manager(path)?;
     mgr.add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
     join_other_hierarchies(path, pid)?;
-    if let Some(resources) = resources {
-        let opt = ControllerOpt {
-            resources,
-            disable_oom_killer: resources
-                .memory()
-                .as_ref()
-                .and_then(|m| m.disable_oom_killer())
-                .unwrap_or(false),
-            oom_score_adj: None,
-            freezer_state: None,
-        };
-        mgr.apply(&opt)
-            .map_err(|e| Error::Cgroup(format!("apply limits to {}: {e}", path.display())))?;
-    }
-    Ok(())
+    // Device rules are berth's own (devices.rs): libcgroups gets none, and whatever it still
+    // writes on v1 (its default allows) is reset by the rules written after it.
+    let mut resources = resources.cloned().unwrap_or_default();
+    resources.set_devices(None);
+    let opt = ControllerOpt {
+        resources: &resources,
+        disable_oom_killer: resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false),
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    mgr.apply(&opt)
+        .map_err(|e| Error::Cgroup(format!("apply limits to {}: {e}", path.display())))?;
+    devices::apply(path, device_rules)
 }
 
 /// On v1 and hybrid hosts libcgroups joins only the controllers it manages; named hierarchies
