@@ -729,6 +729,54 @@ mod tests {
         }
     }
 
+    /// On a cgroup v2 host, as root (the VM): the program is enforced, and a second apply
+    /// replaces the first rather than stacking on it. Elsewhere it passes without checking.
+    #[test]
+    fn v2_apply_enforces_and_replaces() {
+        if !super::super::is_unified() || !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root on cgroup v2");
+            return;
+        }
+        let rel = format!("berth-devtest-{}", std::process::id());
+        let dir = Path::new(super::super::CGROUP_ROOT).join(&rel);
+        std::fs::create_dir(&dir).expect("mkdir cgroup");
+        // A shell that moves itself into the cgroup, then opens `dev` write-only.
+        let opens = |dev: &str| {
+            let script = format!("echo $$ > {}/cgroup.procs && exec 3>{dev}", dir.display());
+            std::process::Command::new("sh")
+                .args(["-c", &script])
+                .status()
+                .expect("sh")
+                .success()
+        };
+        let programs = || {
+            let f = std::fs::File::open(&dir).expect("open cgroup");
+            sys::bpf_prog_query(f.as_raw_fd(), sys::BPF_CGROUP_DEVICE)
+                .expect("query")
+                .0
+        };
+        let mut rules = vec![rule(false, DevType::All, None, None, ALL_ACCESS)];
+        rules.extend_from_slice(DEFAULT_ALLOWED);
+        let result = std::panic::catch_unwind(|| {
+            apply(Path::new("/").join(&rel).as_path(), &rules).expect("apply");
+            let first = programs();
+            assert_eq!(first.len(), 1);
+            assert!(opens("/dev/null"), "/dev/null refused");
+            assert!(!opens("/dev/kmsg"), "/dev/kmsg opened under deny-all");
+            let mut more = rules.clone();
+            more.push(rule(true, DevType::Char, Some(1), Some(11), WRITE));
+            apply(Path::new("/").join(&rel).as_path(), &more).expect("apply again");
+            let second = programs();
+            assert_eq!(second.len(), 1, "programs stacked: {second:?}");
+            assert_ne!(first, second);
+            assert!(opens("/dev/kmsg"), "/dev/kmsg refused after the allow");
+        });
+        let _ = std::fs::remove_dir(&dir);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+
     #[test]
     fn insn_encoding() {
         // mov32 r0, 1 = b4 00 00 00 01 00 00 00; ldxw r2, [r1+4] = 61 12 04 00 00 00 00 00
