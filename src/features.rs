@@ -52,8 +52,9 @@ pub fn features() -> Result<Features> {
     let linux = LinuxFeatureBuilder::default()
         .namespaces(namespaces::ALL.to_vec())
         .capabilities(caps)
-        // Limits go through libcgroups' cgroupfs managers; `--systemd-cgroup` only names the
-        // cgroup as systemd would (no unit is made over D-Bus), and rdma limits are not applied.
+        // Limits go through libcgroups' cgroupfs managers, device rules through berth's own
+        // v1 writes or v2 eBPF program; `--systemd-cgroup` only names the cgroup as systemd
+        // would (no unit is made over D-Bus), and rdma limits are not applied.
         .cgroup(
             CgroupBuilder::default()
                 .v1(true)
