@@ -93,7 +93,7 @@ test-apparmor: build runtimetest
 # events, device, pause and kill cases of the integration suite, run in the ../shared/vm guest
 # (Debian's 6.1 kernel, cgroup_no_v1=all) with busybox as PID 1. The binaries are built here;
 # the guest only runs them. About 8 minutes under TCG.
-CGROUPV2_CASES := cgroups/,update/,events/,devices/,cli/pause_resume,lifecycle/kill,\
+CGROUPV2_CASES := cgroups/,update/,events/,escapes/devices,cli/pause_resume,lifecycle/kill,\
 	lifecycle/delete,kill/contract,exec/namespaces_and_cgroup,exec/sub_cgroup,\
 	exec/paused_and_stopped,config/linux_cgroups_limits
 test-cgroupv2: build runtimetest integration-bin

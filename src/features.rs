@@ -52,9 +52,10 @@ pub fn features() -> Result<Features> {
     let linux = LinuxFeatureBuilder::default()
         .namespaces(namespaces::ALL.to_vec())
         .capabilities(caps)
-        // Limits are berth's own cgroupfs writes (cgroups::limits); `--systemd-cgroup` only names
-        // the cgroup as systemd would (no unit is made over D-Bus). rdma.max is written where the
-        // host has the rdma controller, and refused naming the field where it has not.
+        // Limits and device rules are berth's own cgroupfs writes (cgroups::limits, and
+        // cgroups::devices: devices.allow/deny on v1, an eBPF program on v2). `--systemd-cgroup`
+        // only names the cgroup as systemd would (no unit is made over D-Bus). rdma.max is written
+        // where the host has the rdma controller, and refused naming the field where it has not.
         .cgroup(
             CgroupBuilder::default()
                 .v1(true)

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{mkfifo, Pid};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::bundle::Bundle;
 use crate::channel::{self, Channel, Msg};
@@ -97,6 +97,11 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
     let plan = NsPlan::new(linux.namespaces().as_deref().unwrap_or_default())?;
+    // Checked before anything is made: a bad device rule is a config error.
+    let device_rules = cgroups::devices::effective_rules(
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or_default(),
+    )?;
     if logging::debug_enabled() {
         logging::debug(&format!("create: namespaces: {}", plan.describe()));
     }
@@ -149,6 +154,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
         fifo,
         &mut undo,
         cgroup_created_depth,
+        &device_rules,
     );
     match result {
         Ok(pid) => {
@@ -177,7 +183,9 @@ fn spawn_inner<'a>(
     fifo: OwnedFd,
     undo: &mut Undo<'a>,
     cgroup_depth: usize,
+    device_rules: &[cgroups::devices::Rule],
 ) -> Result<i32> {
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let (parent_chan, child_chan) = channel::pair()?;
     let in_userns = plan.new_user || plan.join_user;
     let bind_sources = if in_userns {
@@ -233,10 +241,9 @@ fn spawn_inner<'a>(
     drop(fifo);
     drop(console);
 
-    let resources = resources_with_devices(spec);
     undo.cgroup = Some((req.cgroup_path, cgroup_depth));
     logging::timed("create: join cgroup and apply limits", || {
-        cgroups::join_and_apply(req.cgroup_path, init_pid, Some(&resources))
+        cgroups::join_and_apply(req.cgroup_path, init_pid, resources, device_rules)
     })?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         procfs::write(
@@ -361,34 +368,4 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
         format(linux.uid_mappings()).as_bytes(),
     )
     .map_err(|e| Error::config("linux.uidMappings: write uid_map", e.to_string()))
-}
-
-/// The config's resources, plus an allow rule for every device the config creates (runc's
-/// behaviour: a listed device is usable).
-fn resources_with_devices(spec: &Spec) -> LinuxResources {
-    let linux = spec.linux().as_ref();
-    let mut res = linux
-        .and_then(|l| l.resources().clone())
-        .unwrap_or_default();
-    let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
-    if !devices.is_empty() {
-        let mut rules = res.devices().clone().unwrap_or_default();
-        for d in devices {
-            let typ = match d.typ() {
-                LinuxDeviceType::U => LinuxDeviceType::C,
-                // The devices cgroup only knows char and block rules; a fifo needs none.
-                LinuxDeviceType::P => continue,
-                t => t,
-            };
-            let mut rule = LinuxDeviceCgroup::default();
-            rule.set_allow(true)
-                .set_typ(Some(typ))
-                .set_major(Some(d.major()))
-                .set_minor(Some(d.minor()))
-                .set_access(Some("rwm".to_string()));
-            rules.push(rule);
-        }
-        res.set_devices(Some(rules));
-    }
-    res
 }

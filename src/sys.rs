@@ -617,3 +617,165 @@ pub fn reset_signal_dispositions() -> nix::Result<()> {
     }
     Ok(())
 }
+
+// bpf(2) for cgroup v2 device programs. libc has the classic-BPF opcode constants but not the
+// eBPF syscall's commands and attribute layouts, so the few used are spelled out here.
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_ATTACH: libc::c_int = 8;
+const BPF_PROG_DETACH: libc::c_int = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_PROG_QUERY: libc::c_int = 16;
+pub const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+pub const BPF_CGROUP_DEVICE: u32 = 6;
+pub const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The prefix of `union bpf_attr` for BPF_PROG_LOAD that berth fills in; the kernel takes the
+/// size passed and treats the rest as zero.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfGetFdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// bpf(2) with one attribute struct.
+fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> nix::Result<libc::c_long> {
+    // SAFETY: attr is a properly initialised #[repr(C)] prefix of union bpf_attr that outlives
+    // the call, and its size is passed with it; any pointers inside it are the callers' and
+    // point at live buffers of the lengths given alongside them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    Errno::result(r)
+}
+
+/// The fd the kernel just returned from a bpf command, owned.
+fn owned_bpf_fd(r: libc::c_long) -> std::os::fd::OwnedFd {
+    // SAFETY: bpf returned a fresh fd that nothing else owns.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(r as RawFd) }
+}
+
+/// BPF_PROG_LOAD of `insns` (encoded `struct bpf_insn`s, 8 bytes each). On failure, the
+/// verifier's log (when `log` is given) is left in it.
+pub fn bpf_prog_load(
+    prog_type: u32,
+    insns: &[u64],
+    license: &std::ffi::CStr,
+    log: Option<&mut [u8]>,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    let mut attr = BpfProgLoadAttr {
+        prog_type,
+        insn_cnt: u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        ..Default::default()
+    };
+    if let Some(buf) = log {
+        attr.log_level = 1;
+        attr.log_size = u32::try_from(buf.len()).map_err(|_| Errno::E2BIG)?;
+        attr.log_buf = buf.as_mut_ptr() as u64;
+    }
+    bpf(BPF_PROG_LOAD, &mut attr).map(owned_bpf_fd)
+}
+
+/// BPF_PROG_ATTACH of `prog` to the cgroup `target`.
+pub fn bpf_prog_attach(
+    target: RawFd,
+    prog: RawFd,
+    attach_type: u32,
+    flags: u32,
+) -> nix::Result<()> {
+    let mut attr = BpfAttachAttr {
+        target_fd: target as u32,
+        attach_bpf_fd: prog as u32,
+        attach_type,
+        attach_flags: flags,
+    };
+    bpf(BPF_PROG_ATTACH, &mut attr).map(drop)
+}
+
+/// BPF_PROG_DETACH of `prog` from the cgroup `target`.
+pub fn bpf_prog_detach(target: RawFd, prog: RawFd, attach_type: u32) -> nix::Result<()> {
+    let mut attr = BpfAttachAttr {
+        target_fd: target as u32,
+        attach_bpf_fd: prog as u32,
+        attach_type,
+        attach_flags: 0,
+    };
+    bpf(BPF_PROG_DETACH, &mut attr).map(drop)
+}
+
+/// BPF_PROG_QUERY: the ids of the programs attached directly to the cgroup `target`, and the
+/// flags they were attached with.
+pub fn bpf_prog_query(target: RawFd, attach_type: u32) -> nix::Result<(Vec<u32>, u32)> {
+    let mut cap = 64usize;
+    loop {
+        let mut ids = vec![0u32; cap];
+        let mut attr = BpfQueryAttr {
+            target_fd: target as u32,
+            attach_type,
+            prog_ids: ids.as_mut_ptr() as u64,
+            prog_cnt: cap as u32,
+            ..Default::default()
+        };
+        match bpf(BPF_PROG_QUERY, &mut attr) {
+            Ok(_) => {
+                ids.truncate((attr.prog_cnt as usize).min(cap));
+                return Ok((ids, attr.attach_flags));
+            }
+            // More programs than room: the kernel said how many there are.
+            Err(Errno::ENOSPC) if (attr.prog_cnt as usize) > cap => cap = attr.prog_cnt as usize,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// BPF_PROG_GET_FD_BY_ID.
+pub fn bpf_prog_get_fd_by_id(id: u32) -> nix::Result<std::os::fd::OwnedFd> {
+    let mut attr = BpfGetFdAttr {
+        prog_id: id,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).map(owned_bpf_fd)
+}

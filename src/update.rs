@@ -296,14 +296,29 @@ pub fn update(ctx: &Context, id: &str, req: &Request) -> Result<()> {
         .unwrap_or_default();
     let merged = merge(&base, &given);
     let devices_changed = given.devices().is_some() && given.devices() != base.devices();
+    // Device rules are checked with everything else, before the first write.
+    let device_rules = if devices_changed {
+        let config_devices = st
+            .config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
+        Some(cgroups::devices::effective_rules(
+            Some(&merged),
+            &config_devices,
+        )?)
+    } else {
+        None
+    };
     check_before_update(&st.cgroup_path, &given, &merged)?;
     limits::apply(
         &st.cgroup_path,
         &writes_for(&given, &merged),
         limits::current(&st.cgroup_path),
     )?;
-    if devices_changed {
-        cgroups::apply_devices(&st.cgroup_path, &merged)?;
+    if let Some(rules) = &device_rules {
+        cgroups::devices::apply(&st.cgroup_path, rules)?;
     }
     if let Some(linux) = st.config.linux_mut() {
         linux.set_resources(Some(merged));

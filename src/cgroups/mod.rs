@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use libcgroups::common::{
-    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
-    FreezerState,
+    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, FreezerState,
 };
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
@@ -21,6 +20,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::error::{Error, Result};
 use crate::logging;
 
+pub mod devices;
 pub mod limits;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -182,36 +182,24 @@ fn preflight(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Puts `pid` in the cgroup (creating it) and applies the resource limits.
-pub fn join_and_apply(path: &Path, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+/// Puts `pid` in the cgroup (creating it) and applies the resource limits and device rules.
+pub fn join_and_apply(
+    path: &Path,
+    pid: i32,
+    resources: Option<&LinuxResources>,
+    device_rules: &[devices::Rule],
+) -> Result<()> {
     preflight(path)?;
     let mgr = manager(path)?;
     mgr.add_task(Pid::from_raw(pid))
         .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
     join_other_hierarchies(path, pid)?;
-    let Some(resources) = resources else {
-        return Ok(());
-    };
-    limits::apply(path, resources, limits::Current::default())?;
-    apply_devices(path, resources)
-}
-
-/// The device rules of `resources` (the devices cgroup on v1).
-pub fn apply_devices(path: &Path, resources: &LinuxResources) -> Result<()> {
-    let Some(devices) = resources.devices() else {
-        return Ok(());
-    };
-    let mut only_devices = LinuxResources::default();
-    only_devices.set_devices(Some(devices.clone()));
-    let opt = ControllerOpt {
-        resources: &only_devices,
-        disable_oom_killer: false,
-        oom_score_adj: None,
-        freezer_state: None,
-    };
-    manager(path)?
-        .apply(&opt)
-        .map_err(|e| Error::Cgroup(format!("apply devices to {}: {e}", path.display())))
+    // Limits are berth's own writes (limits.rs), device rules too (devices.rs): libcgroups
+    // only creates and joins the cgroup.
+    if let Some(resources) = resources {
+        limits::apply(path, resources, limits::Current::default())?;
+    }
+    devices::apply(path, device_rules)
 }
 
 /// Bytes of memory the cgroup uses now (memory.usage_in_bytes on v1, memory.current on v2).

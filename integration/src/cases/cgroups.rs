@@ -56,6 +56,10 @@ pub fn cases() -> Vec<Case> {
             run: update_checked_before_written,
         },
         Case {
+            name: "update/device_rules",
+            run: update_device_rules,
+        },
+        Case {
             name: "update/stopped_refused",
             run: update_stopped_refused,
         },
@@ -707,4 +711,36 @@ fn blkio_weight(ctx: &mut Ctx) -> R {
             )
         }
     }
+}
+
+/// New device rules through `update -r`: a node the container could not open becomes usable.
+/// On v2 this also proves the new eBPF program replaces the old one (stacked programs must all
+/// allow, so the old deny-all would still refuse).
+fn update_device_rules(ctx: &mut Ctx) -> R {
+    let ct = running(ctx, |ct| {
+        let caps = ["CAP_MKNOD", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID", "CAP_SETGID"];
+        for set in ["bounding", "effective", "permitted"] {
+            ct.b.config["process"]["capabilities"][set] = json!(caps);
+        }
+        ct.b.add_mount(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    })?;
+    let open = "mknod /tmp/kmsg c 1 11 2>/dev/null; exec 3>/tmp/kmsg && echo opened";
+    let o = exec_sh(&ct, open);
+    ensure!(!o.stdout.contains("opened"), "c 1:11 opened under the default deny-all: {}", o.brief());
+    let mut devices = ct.b.config["linux"]["resources"]["devices"].clone();
+    if let Some(list) = devices.as_array_mut() {
+        list.push(json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"}));
+    }
+    let file = ctx.dir("update").join(format!("{}-devices.json", ct.id));
+    fs::write(&file, json!({"devices": devices}).to_string())?;
+    let o = update(&ct, &["-r", &file.display().to_string()]);
+    ensure!(o.success(), "update -r with devices: {}", o.brief());
+    let o = exec_sh(&ct, open);
+    ensure!(o.stdout.contains("opened"), "c 1:11 still refused after the update: {}", o.brief());
+    let o = exec_sh(&ct, "exec 3>/dev/null && echo null-ok");
+    ensure!(o.stdout.contains("null-ok"), "/dev/null refused after the update: {}", o.brief());
+    fs::write(&file, r#"{"devices":[{"allow":true,"access":"rwa"}]}"#)?;
+    let o = update(&ct, &["-r", &file.display().to_string()]);
+    ensure!(o.failed() && o.stderr.contains("devices[0].access"), "access rwa: {}", o.brief());
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Escape attempts and privilege leftovers: capabilities when the config asks for none or for
 //! a small bounding set, host descriptors leaked into `create`/`run` (CVE-2024-21626: the
 //! container, its hooks, and `process.cwd` = `/proc/self/fd/N`), and the host's cgroup v1
-//! hierarchy seen through a `cgroup` mount.
+//! hierarchy seen through a `cgroup` mount, and device nodes the device cgroup must refuse.
 
 use super::{no_setup, sh_script, Case, Ctx, Fail, R};
 use crate::bundle::Bundle;
@@ -50,7 +50,69 @@ pub fn cases() -> Vec<Case> {
             name: "escapes/cgroup_v1_no_cgroupns",
             run: cgroup_v1_no_cgroupns,
         },
+        Case {
+            name: "escapes/devices_cgroup_mknod",
+            run: devices_cgroup_mknod,
+        },
     ]
+}
+
+/// CAP_MKNOD in the container, and a tmpfs at /tmp that allows device nodes.
+fn with_mknod(b: &mut Bundle) {
+    for set in ["bounding", "effective", "permitted"] {
+        if let Some(a) = b.config["process"]["capabilities"][set].as_array_mut() {
+            a.push(json!("CAP_MKNOD"));
+        }
+    }
+    b.add_mount(
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "mode=1777"]}),
+    );
+}
+
+/// The device cgroup holds with CAP_MKNOD (cgroup v1 and v2 alike): the default deny-all rule
+/// lets the container make a node for /dev/kmsg (runc's defaults allow mknod of anything) but
+/// not open it; the standard devices work; an allow rule for 1:11 opens it. The opens are
+/// write-only and write nothing.
+fn devices_cgroup_mknod(ctx: &mut Ctx) -> R {
+    ctx.inside(
+        &|b: &mut Bundle| {
+            with_mknod(b);
+            Ok(())
+        },
+        &[
+            "busybox mknod /tmp/kmsg c 1 11 2>/dev/null || [ ! -e /tmp/kmsg ]",
+            // Opened write-only, so nothing reaches the log even if the open succeeds.
+            "[ ! -e /tmp/kmsg ] || { (exec 3>/tmp/kmsg) 2>&1 | grep -q 'not permitted'; }",
+            "echo data > /dev/null",
+            "[ \"$(head -c 4 /dev/zero | wc -c)\" = 4 ]",
+        ],
+        false,
+    )
+    .map_err(|e| match e {
+        Fail::Fail(m) => Fail::Fail(format!("deny-all: {m}")),
+        skip => skip,
+    })?;
+    ctx.inside(
+        &|b: &mut Bundle| {
+            with_mknod(b);
+            if let Some(a) = b.config["linux"]["resources"]["devices"].as_array_mut() {
+                a.push(json!({"allow": true, "type": "c", "major": 1, "minor": 11,
+                              "access": "rwm"}));
+            }
+            Ok(())
+        },
+        &[
+            "busybox mknod /tmp/kmsg c 1 11",
+            "(exec 3>/tmp/kmsg)",
+            "echo data > /dev/null",
+        ],
+        false,
+    )
+    .map_err(|e| match e {
+        Fail::Fail(m) => Fail::Fail(format!("with an allow for c 1:11: {m}")),
+        skip => skip,
+    })
 }
 
 const CAP_SETS: [&str; 5] = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"];
