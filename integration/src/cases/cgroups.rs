@@ -2,6 +2,7 @@
 //! The expected values follow from where the host keeps each controller; a knob the host lacks
 //! is left out of the config (never skipped as a pass), and the refusals are cases of their own.
 
+use super::exec::running;
 use super::{leftovers, Case, Ct, Ctx, R};
 use crate::runtime::{Opts, Out};
 use crate::{bail, ensure, host};
@@ -173,14 +174,6 @@ fn child_has(dir: &Path, file: &str) -> bool {
                 .any(|e| e.path().join(file).exists())
         })
         .unwrap_or(false)
-}
-
-fn running(ctx: &mut Ctx, setup: impl FnOnce(&mut Ct)) -> Result<Ct, super::Fail> {
-    let mut ct = ctx.container(SLEEPER)?;
-    setup(&mut ct);
-    ct.up()?;
-    ct.wait_status("running", 5)?;
-    Ok(ct)
 }
 
 /// Every resource this host can hold, set at create and read back from the host; then the same
@@ -718,7 +711,13 @@ fn blkio_weight(ctx: &mut Ctx) -> R {
 /// allow, so the old deny-all would still refuse).
 fn update_device_rules(ctx: &mut Ctx) -> R {
     let ct = running(ctx, |ct| {
-        let caps = ["CAP_MKNOD", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETUID", "CAP_SETGID"];
+        let caps = [
+            "CAP_MKNOD",
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_SETUID",
+            "CAP_SETGID",
+        ];
         for set in ["bounding", "effective", "permitted"] {
             ct.b.config["process"]["capabilities"][set] = json!(caps);
         }
@@ -726,7 +725,11 @@ fn update_device_rules(ctx: &mut Ctx) -> R {
     })?;
     let open = "mknod /tmp/kmsg c 1 11 2>/dev/null; exec 3>/tmp/kmsg && echo opened";
     let o = exec_sh(&ct, open);
-    ensure!(!o.stdout.contains("opened"), "c 1:11 opened under the default deny-all: {}", o.brief());
+    ensure!(
+        !o.stdout.contains("opened"),
+        "c 1:11 opened under the default deny-all: {}",
+        o.brief()
+    );
     let mut devices = ct.b.config["linux"]["resources"]["devices"].clone();
     if let Some(list) = devices.as_array_mut() {
         list.push(json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"}));
@@ -736,11 +739,23 @@ fn update_device_rules(ctx: &mut Ctx) -> R {
     let o = update(&ct, &["-r", &file.display().to_string()]);
     ensure!(o.success(), "update -r with devices: {}", o.brief());
     let o = exec_sh(&ct, open);
-    ensure!(o.stdout.contains("opened"), "c 1:11 still refused after the update: {}", o.brief());
+    ensure!(
+        o.stdout.contains("opened"),
+        "c 1:11 still refused after the update: {}",
+        o.brief()
+    );
     let o = exec_sh(&ct, "exec 3>/dev/null && echo null-ok");
-    ensure!(o.stdout.contains("null-ok"), "/dev/null refused after the update: {}", o.brief());
+    ensure!(
+        o.stdout.contains("null-ok"),
+        "/dev/null refused after the update: {}",
+        o.brief()
+    );
     fs::write(&file, r#"{"devices":[{"allow":true,"access":"rwa"}]}"#)?;
     let o = update(&ct, &["-r", &file.display().to_string()]);
-    ensure!(o.failed() && o.stderr.contains("devices[0].access"), "access rwa: {}", o.brief());
+    ensure!(
+        o.failed() && o.stderr.contains("devices[0].access"),
+        "access rwa: {}",
+        o.brief()
+    );
     Ok(())
 }

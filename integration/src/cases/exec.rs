@@ -143,7 +143,8 @@ fn exec_in(ct: &Ct, flags: &[&str], argv: &[&str]) -> Out {
     exec(ct, &a)
 }
 
-fn running(ctx: &mut Ctx, setup: impl FnOnce(&mut Ct)) -> Result<Ct, super::Fail> {
+/// A container running `sleep 600`, set up by `setup` first.
+pub(super) fn running(ctx: &mut Ctx, setup: impl FnOnce(&mut Ct)) -> Result<Ct, super::Fail> {
     let mut ct = ctx.container(SLEEPER)?;
     setup(&mut ct);
     ct.up()?;
