@@ -846,8 +846,47 @@ pub fn apply(rel: &Path, res: &LinuxResources, current: Current) -> Result<()> {
     }
     for (path, w) in check(&layout, rel, writes)? {
         write_one(&path, &w)?;
+        verify(&path, &w)?;
     }
     Ok(())
+}
+
+/// Knobs a kernel may accept and then not hold: v1 kernel memory (accepted and ignored since
+/// Linux 5.16) and cpu.shares (clamped to 2..=262144). They are read back, so an ignored or
+/// changed value is an error naming the field rather than a limit that silently isn't there.
+fn verify(path: &Path, w: &Write) -> Result<()> {
+    let kmem = w.file == "memory.kmem.limit_in_bytes";
+    if !kmem && w.file != "cpu.shares" {
+        return Ok(());
+    }
+    let held = fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let ok = if kmem {
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .filter(|p| *p > 0)
+            .unwrap_or(4096) as i64;
+        match (w.value.parse::<i64>(), held.parse::<i64>()) {
+            (Ok(-1), Ok(h)) => h >= 1 << 62,
+            (Ok(v), Ok(h)) => h == v / page * page,
+            _ => false,
+        }
+    } else {
+        held == w.value
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::config(
+        &w.field,
+        format!(
+            "the kernel did not keep it: wrote {} to {}, it holds {held:?}",
+            w.value,
+            path.display()
+        ),
+    ))
 }
 
 fn write_one(path: &Path, w: &Write) -> Result<()> {

@@ -33,6 +33,10 @@ pub fn cases() -> Vec<Case> {
             run: unappliable_value_named,
         },
         Case {
+            name: "cgroups/kernel_memory_held_or_refused",
+            run: kernel_memory_held_or_refused,
+        },
+        Case {
             name: "cgroups/frozen_cgroup_refused",
             run: frozen_cgroup_refused,
         },
@@ -756,6 +760,36 @@ fn update_device_rules(ctx: &mut Ctx) -> R {
         o.failed() && o.stderr.contains("devices[0].access"),
         "access rwa: {}",
         o.brief()
+    );
+    Ok(())
+}
+
+/// memory.kernel: the kernel holds it, or create fails naming it. Linux 5.16 and later accept
+/// a write to v1's memory.kmem.limit_in_bytes and ignore it; v2 has no such limit.
+fn kernel_memory_held_or_refused(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(SLEEPER)?;
+    set_resources(
+        &mut ct,
+        json!({"memory": {"limit": 67108864, "kernel": 16777216}}),
+    );
+    let o = ct.create();
+    if o.failed() {
+        let msg = format!("{} {}", o.stderr, ct.stderr_text());
+        ensure!(
+            msg.contains("linux.resources.memory.kernel"),
+            "create failed without naming linux.resources.memory.kernel: {}",
+            crate::runtime::one_line(&msg, 300)
+        );
+        let _ = ct.delete(true);
+        let left = leftovers(ctx, &ct.id, &ct.b.dir);
+        ensure!(left.is_empty(), "left behind: {left:?}");
+        return Ok(());
+    }
+    let got = read(&ct.id, "memory", "memory.kmem.limit_in_bytes");
+    let _ = ct.delete(true);
+    ensure!(
+        got.as_deref() == Ok("16777216"),
+        "create succeeded but the kernel holds memory.kmem.limit_in_bytes = {got:?}"
     );
     Ok(())
 }
