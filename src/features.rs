@@ -52,14 +52,15 @@ pub fn features() -> Result<Features> {
     let linux = LinuxFeatureBuilder::default()
         .namespaces(namespaces::ALL.to_vec())
         .capabilities(caps)
-        // Limits are berth's own cgroupfs writes (cgroups::limits); `--systemd-cgroup` only names
-        // the cgroup as systemd would (no unit is made over D-Bus). rdma.max is written where the
-        // host has the rdma controller, and refused naming the field where it has not.
+        // Limits are berth's own cgroupfs writes (cgroups::limits); `--systemd-cgroup` makes the
+        // cgroup a transient scope over D-Bus (cgroups::systemd), rootful only. rdma.max is
+        // written where the host has the rdma controller, and refused naming the field where it
+        // has not.
         .cgroup(
             CgroupBuilder::default()
                 .v1(true)
                 .v2(true)
-                .systemd(false)
+                .systemd(true)
                 .systemd_user(false)
                 .rdma(true)
                 .build()
