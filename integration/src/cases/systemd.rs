@@ -119,9 +119,25 @@ fn scope_unit(ctx: &mut Ctx) -> R {
         let got = fs::read_to_string(cg.join(file)).unwrap_or_default();
         ensure!(got.trim() == want, "{file} = {:?}, want {want}", got.trim());
     }
+    // A daemon-reload makes systemd apply the unit's properties again: the limits must stay.
+    let reload = Command::new("systemctl").arg("daemon-reload").status()?;
+    ensure!(reload.success(), "systemctl daemon-reload failed");
+    for (file, want) in [("memory.max", "67108864"), ("pids.max", "50")] {
+        let got = fs::read_to_string(cg.join(file)).unwrap_or_default();
+        ensure!(
+            got.trim() == want,
+            "{file} = {:?} after daemon-reload, want {want}",
+            got.trim()
+        );
+    }
     // exec joins the scope too.
-    let o = ct.rt.exec(&["exec", &ct.id, "cat", "/proc/self/cgroup"]);
-    ensure!(o.success(), "exec: {}", o.brief());
+    let o = ct.rt.exec(&["exec", "--detach", &ct.id, "sleep", "60"]);
+    ensure!(o.success(), "exec --detach: {}", o.brief());
+    let procs = host::procs_in_cgroup(&ct.id);
+    ensure!(
+        procs.len() >= 2,
+        "the scope holds {procs:?} after exec, want the init and the exec'd process"
+    );
     let o = ct.rt.exec(&["update", "--pids-limit", "7", &ct.id]);
     ensure!(o.success(), "update --pids-limit 7: {}", o.brief());
     let got = fs::read_to_string(cg.join("pids.max")).unwrap_or_default();
