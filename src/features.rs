@@ -54,13 +54,14 @@ pub fn features() -> Result<Features> {
         .capabilities(caps)
         // Limits and device rules are berth's own cgroupfs writes (cgroups::limits, and
         // cgroups::devices: devices.allow/deny on v1, an eBPF program on v2). `--systemd-cgroup`
-        // only names the cgroup as systemd would (no unit is made over D-Bus). rdma.max is written
-        // where the host has the rdma controller, and refused naming the field where it has not.
+        // makes the cgroup a transient scope over D-Bus (cgroups::systemd), rootful only. rdma.max
+        // is written where the host has the rdma controller, and refused naming the field where
+        // it has not.
         .cgroup(
             CgroupBuilder::default()
                 .v1(true)
                 .v2(true)
-                .systemd(false)
+                .systemd(true)
                 .systemd_user(false)
                 .rdma(true)
                 .build()

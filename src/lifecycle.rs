@@ -46,6 +46,14 @@ fn create_from(
     opts: &CreateOptions,
     mut bundle: bundle::Bundle,
 ) -> Result<i32> {
+    if ctx.systemd_cgroup && !cgroups::systemd::booted() {
+        // Before anything is made: never a silent fallback to cgroupfs.
+        return Err(Error::Cgroup(
+            "--systemd-cgroup needs systemd as init, and this host has none \
+             (no /run/systemd/system)"
+                .into(),
+        ));
+    }
     let linux = bundle.spec.linux().as_ref();
     let cgroup_path = cgroups::resolve_path(
         linux.and_then(|l| l.cgroups_path().as_deref()),
@@ -104,6 +112,7 @@ fn create_in(
             bundle,
             state_dir: &dir.dir,
             cgroup_path,
+            systemd_cgroup: ctx.systemd_cgroup,
             console_socket: opts.console_socket.as_deref(),
             no_pivot: opts.no_pivot,
             preserve_fds: opts.preserve_fds,
@@ -133,7 +142,7 @@ fn create_in(
     });
     if let Err(e) = written {
         kill_and_wait(&st);
-        let _ = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth);
+        let _ = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth, st.systemd_cgroup);
         release_host_mounts(&st);
         return Err(e);
     }
@@ -360,7 +369,7 @@ fn release_host_mounts(st: &ContainerState) {
 fn destroy(dir: StateDir, st: &ContainerState) {
     release_host_mounts(st);
     let removed = logging::timed("delete: remove cgroup", || {
-        cgroups::remove(&st.cgroup_path, st.cgroup_created_depth)
+        cgroups::remove(&st.cgroup_path, st.cgroup_created_depth, st.systemd_cgroup)
     });
     if let Err(e) = removed {
         logging::warn(&format!("delete {}: {e}", st.oci.id));

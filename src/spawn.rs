@@ -29,6 +29,8 @@ pub struct SpawnRequest<'a> {
     pub bundle: &'a Bundle,
     pub state_dir: &'a Path,
     pub cgroup_path: &'a Path,
+    /// `--systemd-cgroup`: the cgroup is a systemd unit berth starts.
+    pub systemd_cgroup: bool,
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
@@ -53,7 +55,8 @@ pub struct Spawned {
 /// Everything that must be undone if create fails half-way.
 struct Undo<'a> {
     pids: Vec<i32>,
-    cgroup: Option<(&'a Path, usize)>,
+    /// Path, created depth, and whether it is a unit berth started.
+    cgroup: Option<(&'a Path, usize, bool)>,
     /// Poststop hooks and the state they get: a failed create still ends at step 12.
     poststop: Option<(&'a Spec, String)>,
     /// Mounts made on the host's own table (no mount namespace): rootfs and the mount before.
@@ -73,8 +76,8 @@ impl Undo<'_> {
                 logging::warn(&format!("cleanup after failed create: {e}"));
             }
         }
-        if let Some((path, depth)) = self.cgroup {
-            if let Err(e) = cgroups::remove(path, depth) {
+        if let Some((path, depth, systemd)) = self.cgroup {
+            if let Err(e) = cgroups::remove(path, depth, systemd) {
                 logging::warn(&format!("cleanup after failed create: {e}"));
             }
         }
@@ -241,9 +244,23 @@ fn spawn_inner<'a>(
     drop(fifo);
     drop(console);
 
-    undo.cgroup = Some((req.cgroup_path, cgroup_depth));
+    if req.systemd_cgroup {
+        // Before the undo is armed: a unit that failed to start is not berth's to stop (start
+        // cleans up after itself).
+        let all = resources.cloned().unwrap_or_default();
+        logging::timed("create: start the systemd unit", || {
+            cgroups::systemd::start(req.cgroup_path, init_pid, &all, req.id)
+        })?;
+    }
+    undo.cgroup = Some((req.cgroup_path, cgroup_depth, req.systemd_cgroup));
     logging::timed("create: join cgroup and apply limits", || {
-        cgroups::join_and_apply(req.cgroup_path, init_pid, resources, device_rules)
+        cgroups::join_and_apply(
+            req.cgroup_path,
+            init_pid,
+            resources,
+            device_rules,
+            req.systemd_cgroup,
+        )
     })?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         procfs::write(

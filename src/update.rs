@@ -312,11 +312,14 @@ pub fn update(ctx: &Context, id: &str, req: &Request) -> Result<()> {
         None
     };
     check_before_update(&st.cgroup_path, &given, &merged)?;
-    limits::apply(
-        &st.cgroup_path,
-        &writes_for(&given, &merged),
-        limits::current(&st.cgroup_path),
-    )?;
+    let writes = writes_for(&given, &merged);
+    if st.systemd_cgroup {
+        // The unit's properties first: systemd rewrites the cgroup files on a change (CPU quota
+        // in 10 ms steps); berth's exact values then follow.
+        limits::validate(&st.cgroup_path, &writes, limits::current(&st.cgroup_path))?;
+        cgroups::systemd::set_properties(&st.cgroup_path, &writes)?;
+    }
+    limits::apply(&st.cgroup_path, &writes, limits::current(&st.cgroup_path))?;
     if let Some(rules) = &device_rules {
         cgroups::devices::apply(&st.cgroup_path, rules)?;
     }

@@ -7,6 +7,48 @@ use std::path::{Path, PathBuf};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const CGROUP_PARENT: &str = "berth-it";
+/// The slice of the containers in systemd mode (no `-`: a dash would nest it).
+pub const SYSTEMD_SLICE: &str = "berthit.slice";
+
+static SYSTEMD_MODE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Systemd mode (`--systemd-cgroup` or BERTH_IT_SYSTEMD=1): the runtime gets the global
+/// `--systemd-cgroup`, containers get cgroupsPath `berthit.slice:berth:<id>`, and their cgroup
+/// is the scope `berthit.slice/berth-<id>.scope`.
+pub fn set_systemd_mode(on: bool) {
+    let _ = SYSTEMD_MODE.set(on);
+}
+
+pub fn systemd_mode() -> bool {
+    *SYSTEMD_MODE.get_or_init(|| std::env::var("BERTH_IT_SYSTEMD").is_ok_and(|v| v == "1"))
+}
+
+/// The cgroupsPath a case container gets.
+pub fn cgroups_path(id: &str) -> String {
+    if systemd_mode() {
+        format!("{SYSTEMD_SLICE}:berth:{id}")
+    } else {
+        format!("/{CGROUP_PARENT}/{id}")
+    }
+}
+
+/// The container's cgroup relative to a hierarchy's root.
+pub fn cgroup_rel(id: &str) -> PathBuf {
+    if systemd_mode() {
+        Path::new(SYSTEMD_SLICE).join(format!("berth-{id}.scope"))
+    } else {
+        Path::new(CGROUP_PARENT).join(id)
+    }
+}
+
+/// The directory holding the case containers' cgroups.
+fn cgroup_parent() -> &'static str {
+    if systemd_mode() {
+        SYSTEMD_SLICE
+    } else {
+        CGROUP_PARENT
+    }
+}
 
 /// Inode number of /proc/<pid>/ns/<ns> (pid may be "self").
 pub fn ns_inode(pid: &str, ns: &str) -> Option<u64> {
@@ -67,11 +109,11 @@ pub fn hierarchies() -> Vec<PathBuf> {
     out
 }
 
-/// Existing cgroup dirs for a container id (`/berth-it/<id>`) in any hierarchy.
+/// Existing cgroup dirs for a container id (`cgroup_rel`) in any hierarchy.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     hierarchies()
         .into_iter()
-        .map(|h| h.join(CGROUP_PARENT).join(id))
+        .map(|h| h.join(cgroup_rel(id)))
         .filter(|p| p.is_dir())
         .collect()
 }
@@ -80,7 +122,7 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
 pub fn cgroup_dirs_matching(frag: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for h in hierarchies() {
-        if let Ok(rd) = fs::read_dir(h.join(CGROUP_PARENT)) {
+        if let Ok(rd) = fs::read_dir(h.join(cgroup_parent())) {
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().contains(frag) {
                     out.push(e.path());
@@ -103,8 +145,12 @@ pub fn remove_cgroup_tree(p: &Path) -> io::Result<()> {
     fs::remove_dir(p)
 }
 
-/// Remove the shared `berth-it` parent in each hierarchy if empty.
+/// Remove the shared `berth-it` parent in each hierarchy if empty (the slice of systemd mode
+/// is systemd's).
 pub fn remove_cgroup_parents() {
+    if systemd_mode() {
+        return;
+    }
     for h in hierarchies() {
         let _ = fs::remove_dir(h.join(CGROUP_PARENT));
     }
@@ -172,9 +218,9 @@ pub fn procs_under(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Live processes whose cgroup path contains `/berth-it/<id>`.
+/// Live processes whose cgroup path contains the container's (`cgroup_rel`).
 pub fn procs_in_cgroup(id: &str) -> Vec<i32> {
-    let needle = format!("/{CGROUP_PARENT}/{id}");
+    let needle = format!("/{}", cgroup_rel(id).display());
     all_pids()
         .into_iter()
         .filter(|p| {

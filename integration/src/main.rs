@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Whole-case budget; each runtime call additionally has its own timeout.
 const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: integration [--runtime PATH] [--runtimetest PATH] [--compare PATH] [--filter SUBSTR[,SUBSTR...]] [--list]";
+const USAGE: &str = "usage: integration [--runtime PATH] [--runtimetest PATH] [--compare PATH] [--filter SUBSTR[,SUBSTR...]] [--systemd-cgroup] [--list]";
 
 struct Args {
     runtime: PathBuf,
@@ -62,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
             "--compare" => a.compare = Some(value("--compare")?.into()),
             "--filter" => a.filter = Some(value("--filter")?),
             "--list" => a.list = true,
+            "--systemd-cgroup" => host::set_systemd_mode(true),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -277,6 +278,12 @@ fn main() {
         None => cases.iter().map(|_| None).collect(),
     };
     println!("# runtime under test: {}", args.runtime.display());
+    if host::systemd_mode() {
+        println!(
+            "# systemd mode: --systemd-cgroup, cgroupsPath {}:berth:<id>",
+            host::SYSTEMD_SLICE
+        );
+    }
     if !args.runtime.exists() {
         println!("# warning: {} does not exist", args.runtime.display());
     }

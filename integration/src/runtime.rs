@@ -108,6 +108,9 @@ impl Runtime {
             .clone()
             .unwrap_or_else(|| self.scratch.join(format!("rt-{n}.stderr")));
         let mut cmdline = format!("{} --root {}", self.path.display(), self.root.display());
+        if crate::host::systemd_mode() {
+            cmdline.push_str(" --systemd-cgroup");
+        }
         for g in &opts.global {
             cmdline.push(' ');
             cmdline.push_str(g);
@@ -149,6 +152,9 @@ impl Runtime {
     ) -> io::Result<(std::process::ExitStatus, bool)> {
         let mut cmd = Command::new(&self.path);
         cmd.arg("--root").arg(&self.root);
+        if crate::host::systemd_mode() {
+            cmd.arg("--systemd-cgroup");
+        }
         cmd.args(&opts.global).args(args);
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         match &opts.stdin {

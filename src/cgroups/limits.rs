@@ -441,7 +441,7 @@ fn max_or(v: i64) -> String {
 }
 
 /// The spec's swap is memory+swap (v1's memsw); v2's memory.swap.max is swap alone.
-fn v2_swap(limit: i64, swap: i64) -> Result<Option<String>> {
+pub(crate) fn v2_swap(limit: i64, swap: i64) -> Result<Option<String>> {
     Ok(match (limit, swap) {
         (_, 0) => None,
         (_, -1) => Some("max".into()),
@@ -769,8 +769,9 @@ fn known_v2_controller(c: &str) -> Option<&'static str> {
 }
 
 /// Makes sure every v2 controller the plan uses is enabled for the container's cgroup
-/// (`+ctrl` in each ancestor's cgroup.subtree_control). Only for the hybrid tree: on a v2 host
-/// the cgroup manager already did it.
+/// (`+ctrl` in each ancestor's cgroup.subtree_control). On a v2 host the cgroup manager did it
+/// for cgroupfs and systemd for its own controllers (cpu, cpuset, io, memory, pids): the rest
+/// (hugetlb, rdma, misc under a systemd scope) is berth's, as runc does. Idempotent.
 fn enable_v2_controllers(layout: &Layout, rel: &Path, writes: &[Write]) -> Result<()> {
     let rel = rel.strip_prefix("/").unwrap_or(rel);
     let mut ctrls: Vec<&str> = writes
@@ -841,9 +842,7 @@ pub fn apply(rel: &Path, res: &LinuxResources, current: Current) -> Result<()> {
     let mut layout = Layout::detect();
     layout.cgroup = Some(rel.to_path_buf());
     let writes = plan(res, &layout, current)?;
-    if !layout.unified {
-        enable_v2_controllers(&layout, rel, &writes)?;
-    }
+    enable_v2_controllers(&layout, rel, &writes)?;
     for (path, w) in check(&layout, rel, writes)? {
         write_one(&path, &w)?;
         verify(&path, &w)?;
@@ -887,6 +886,15 @@ fn verify(path: &Path, w: &Write) -> Result<()> {
             path.display()
         ),
     ))
+}
+
+/// What `apply` would check, without writing: lets a caller refuse before it changes anything
+/// else (update's systemd unit properties).
+pub fn validate(rel: &Path, res: &LinuxResources, current: Current) -> Result<()> {
+    let mut layout = Layout::detect();
+    layout.cgroup = Some(rel.to_path_buf());
+    let writes = plan(res, &layout, current)?;
+    check(&layout, rel, writes).map(|_| ())
 }
 
 fn write_one(path: &Path, w: &Write) -> Result<()> {

@@ -1,7 +1,9 @@
 //! The container's cgroup, through libcgroups: path resolution (cgroupfs and systemd's
 //! slice:prefix:name), joining, limits, freezing, and removal of what create made.
 
+mod dbus;
 pub mod stats;
+pub mod systemd;
 
 use std::fs;
 use std::os::fd::AsFd;
@@ -183,16 +185,22 @@ fn preflight(path: &Path) -> Result<()> {
 }
 
 /// Puts `pid` in the cgroup (creating it) and applies the resource limits and device rules.
+/// With `systemd`, systemd::start has made the unit already and placed the pid in a scope:
+/// berth then only joins the hierarchies systemd does not manage (v1) and writes the limits.
 pub fn join_and_apply(
     path: &Path,
     pid: i32,
     resources: Option<&LinuxResources>,
     device_rules: &[devices::Rule],
+    systemd: bool,
 ) -> Result<()> {
-    preflight(path)?;
-    let mgr = manager(path)?;
-    mgr.add_task(Pid::from_raw(pid))
-        .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+    let scope = systemd && path.extension().is_some_and(|e| e == "scope");
+    if !scope {
+        preflight(path)?;
+        let mgr = manager(path)?;
+        mgr.add_task(Pid::from_raw(pid))
+            .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
+    }
     join_other_hierarchies(path, pid)?;
     // Limits are berth's own writes (limits.rs), device rules too (devices.rs): libcgroups
     // only creates and joins the cgroup.
@@ -317,8 +325,17 @@ pub fn join_existing(path: &Path, pid: i32, subs: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Removes the container's cgroup, then its empty parents down to `created_depth`.
-pub fn remove(path: &Path, created_depth: usize) -> Result<()> {
+/// Removes the container's cgroup, then its empty parents down to `created_depth`. With
+/// `systemd`, stops the unit berth started (systemd removes its cgroup and leaves the slices
+/// to itself); only what systemd does not manage (other v1 hierarchies) is removed here.
+pub fn remove(path: &Path, created_depth: usize, systemd: bool) -> Result<()> {
+    if systemd {
+        let stopped = systemd::stop(path);
+        for base in hierarchies() {
+            let _ = fs::remove_dir(base.join(path.strip_prefix("/").unwrap_or(path)));
+        }
+        return stopped;
+    }
     let result = manager(path).and_then(|m| {
         m.remove()
             .map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))

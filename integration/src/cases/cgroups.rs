@@ -102,7 +102,7 @@ fn cg_dir(id: &str, ctrl: &str) -> Option<PathBuf> {
         true => Path::new(ROOT).join(ctrl),
         false => v2_root(),
     };
-    Some(base.join(host::CGROUP_PARENT).join(id))
+    Some(base.join(host::cgroup_rel(id)))
 }
 
 fn read(id: &str, ctrl: &str, file: &str) -> Result<String, String> {
@@ -428,6 +428,11 @@ fn precreate(ctx: &mut Ctx, id: &str, ctrl: &str) -> Result<PathBuf, super::Fail
 
 /// A cgroup frozen before create: runc refuses it; berth must too, instead of hanging.
 fn frozen_cgroup_refused(ctx: &mut Ctx) -> R {
+    if host::systemd_mode() {
+        // A directory made by hand under a slice is no unit: systemd makes the scope itself
+        // (systemd/existing_unit_refused covers a unit that is there already).
+        return Err(super::Fail::Skip("cgroupfs driver only".into()));
+    }
     let ct = ctx.container(SLEEPER)?;
     let (ctrl, file, value) = if pure_v2() {
         ("memory", "cgroup.freeze", "1")
@@ -460,6 +465,11 @@ fn frozen_cgroup_refused(ctx: &mut Ctx) -> R {
 
 /// A cgroup that already holds a process: create goes on, with runc's warning in the log.
 fn non_empty_cgroup_warned(ctx: &mut Ctx) -> R {
+    if host::systemd_mode() {
+        // A directory made by hand under a slice is no unit: systemd makes the scope itself
+        // (systemd/existing_unit_refused covers a unit that is there already).
+        return Err(super::Fail::Skip("cgroupfs driver only".into()));
+    }
     let ct = ctx.container(SLEEPER)?;
     let dir = precreate(ctx, &ct.id, "pids")?;
     let mut child = std::process::Command::new("sleep").arg("60").spawn()?;

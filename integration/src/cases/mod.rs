@@ -22,6 +22,7 @@ pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
 pub mod seccomp;
+pub mod systemd;
 
 /// Why a case did not pass.
 #[derive(Debug)]
@@ -80,6 +81,7 @@ pub fn all() -> Vec<Case> {
     v.extend(features::cases());
     v.extend(cgroups::cases());
     v.extend(events::cases());
+    v.extend(systemd::cases());
     v
 }
 
@@ -152,7 +154,7 @@ impl Ctx {
         let id = self.new_id();
         let dir = self.tmp.join(format!("bundle-{}", self.seq));
         let mut b = Bundle::new(&dir, &self.runtimetest, args)?;
-        b.config["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", host::CGROUP_PARENT));
+        b.config["linux"]["cgroupsPath"] = json!(host::cgroups_path(&id));
         Ok(Ct {
             out: self.tmp.join(format!("{id}.stdout")),
             err: self.tmp.join(format!("{id}.stderr")),
