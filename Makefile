@@ -91,15 +91,19 @@ test-apparmor: build runtimetest
 
 # Resource control on a pure cgroup v2 kernel (this host is a v1 hybrid): the cgroup, update,
 # events, device, pause and kill cases of the integration suite, run in the ../shared/vm guest
-# (Debian's 6.1 kernel, cgroup_no_v1=all) with busybox as PID 1. The binaries are built here;
-# the guest only runs them. About 8 minutes under TCG.
-CGROUPV2_CASES := cgroups/,update/,events/,escapes/devices,cli/pause_resume,lifecycle/kill,\
-	lifecycle/delete,kill/contract,exec/namespaces_and_cgroup,exec/sub_cgroup,\
+# (Debian's 6.1 kernel, cgroup_no_v1=all), first with busybox as PID 1 and cgroupfs, then with
+# systemd 252 as PID 1 and --systemd-cgroup (transient scopes over D-Bus). The binaries are
+# built here; the guest only runs them. About 15 minutes under TCG.
+CGROUPV2_CASES := cgroups/,update/,events/,systemd/,escapes/devices,cli/pause_resume,\
+	lifecycle/kill,lifecycle/delete,kill/contract,exec/namespaces_and_cgroup,exec/sub_cgroup,\
 	exec/paused_and_stopped,config/linux_cgroups_limits
+SYSTEMD_CASES := cgroups/,update/,events/,systemd/,escapes/devices,cli/pause_resume,\
+	lifecycle/delete,exec/namespaces_and_cgroup
+GUEST_RUN = OCIVM_TIMEOUT=1500 $(VM)/run-in-guest.sh $(CURDIR) $(abspath $(INTEGRATION)) \
+	--runtime $(abspath $(BERTH)) --runtimetest $(abspath $(RUNTIMETEST))
 test-cgroupv2: build runtimetest integration-bin
-	OCIVM_TIMEOUT=1500 $(VM)/run-in-guest.sh $(CURDIR) $(abspath $(INTEGRATION)) \
-		--runtime $(abspath $(BERTH)) --runtimetest $(abspath $(RUNTIMETEST)) \
-		--filter $(subst $(eval) ,,$(CGROUPV2_CASES))
+	$(GUEST_RUN) --filter $(subst $(eval) ,,$(CGROUPV2_CASES))
+	OCIVM_INIT=systemd $(GUEST_RUN) --systemd-cgroup --filter $(subst $(eval) ,,$(SYSTEMD_CASES))
 
 lint:
 	$(CARGO) fmt --all -- --check

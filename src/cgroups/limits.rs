@@ -386,11 +386,10 @@ fn memory(p: &mut Plan, m: &LinuxMemory, layout: &Layout, current: Current) -> R
             }
         }
         Version::V2 => {
+            if m.kernel().is_some_and(|k| k != 0) {
+                logging::debug(KMEM_IGNORED);
+            }
             for (field, set) in [
-                (
-                    "linux.resources.memory.kernel",
-                    m.kernel().is_some_and(|k| k != 0),
-                ),
                 (
                     "linux.resources.memory.kernelTCP",
                     m.kernel_tcp().is_some_and(|k| k != 0),
@@ -850,9 +849,15 @@ pub fn apply(rel: &Path, res: &LinuxResources, current: Current) -> Result<()> {
     Ok(())
 }
 
-/// Knobs a kernel may accept and then not hold: v1 kernel memory (accepted and ignored since
-/// Linux 5.16) and cpu.shares (clamped to 2..=262144). They are read back, so an ignored or
-/// changed value is an error naming the field rather than a limit that silently isn't there.
+/// Kernel memory limits are gone from the kernel (v2 never had one; v1 accepts the write and
+/// ignores it since Linux 5.16), and runc 1.1 no longer sets them: like an absent LSM, a
+/// debug record, not an error. Where a v1 kernel still holds the value, it is applied.
+const KMEM_IGNORED: &str = "linux.resources.memory.kernel: this kernel does not enforce kernel \
+memory limits (deprecated since Linux 5.16; runc ignores them too); not applied";
+
+/// Knobs a kernel may accept and then not hold: cpu.shares (clamped to 2..=262144) is read
+/// back, so a changed value is an error naming the field rather than a limit that silently
+/// isn't there; v1 kernel memory is read back to tell whether the kernel still has it.
 fn verify(path: &Path, w: &Write) -> Result<()> {
     let kmem = w.file == "memory.kmem.limit_in_bytes";
     if !kmem && w.file != "cpu.shares" {
@@ -876,6 +881,10 @@ fn verify(path: &Path, w: &Write) -> Result<()> {
         held == w.value
     };
     if ok {
+        return Ok(());
+    }
+    if kmem {
+        logging::debug(&format!("{KMEM_IGNORED} (it holds {held})"));
         return Ok(());
     }
     Err(Error::config(
@@ -1118,16 +1127,14 @@ mod tests {
             e.to_string().contains("linux.resources.network.classID"),
             "{e}"
         );
-        let e = plan(
+        // Kernel memory: no such limit on v2, skipped as runc does (a debug record).
+        let w = plan(
             &res(r#"{"memory":{"kernel":1048576}}"#),
             &layout(true, V2),
             Current::default(),
         )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("linux.resources.memory.kernel"),
-            "{e}"
-        );
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
     }
 
     #[test]
