@@ -227,14 +227,26 @@ fn oom(ctx: &mut Ctx) -> R {
     }
     let rt = ctx.rt.clone();
     let id = ct.id.clone();
+    let out = ctx.dir("events").join(format!("{}.oom-stream", ct.id));
+    let out2 = out.clone();
     let stream = std::thread::spawn(move || {
         let opts = Opts {
+            stdout: Some(out2),
             timeout: Some(Duration::from_secs(60)),
             ..Default::default()
         };
-        rt.exec_opts(&["events", "--interval", "10s", &id], opts)
+        rt.exec_opts(&["events", "--interval", "200ms", &id], opts)
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    // The first stats line shows the stream is up and watching; only then the container may
+    // outgrow its limit (on a slow, emulated machine the stream takes a while to start).
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end
+        && !std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("\"stats\"")
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::fs::write(&go, "")?;
     let (Ok(ev), Ok(ran)) = (stream.join(), run.join()) else {
         bail!("a harness thread panicked");
