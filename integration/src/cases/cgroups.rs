@@ -657,6 +657,22 @@ fn update_checked_before_written(ctx: &mut Ctx) -> R {
     );
     let o = update(&ct, &["--memory", "lots"]);
     ensure!(o.failed(), "--memory lots was accepted");
+    // checkBeforeUpdate: a limit below what the container uses now is refused, not enforced
+    // by reclaim or the OOM killer.
+    fs::write(
+        &file,
+        r#"{"memory":{"limit":4096,"checkBeforeUpdate":true}}"#,
+    )?;
+    let o = update(&ct, &["-r", &file.display().to_string()]);
+    ensure!(
+        o.failed() && o.stderr.contains("checkBeforeUpdate"),
+        "a 4 KiB limit with checkBeforeUpdate: {}",
+        o.brief()
+    );
+    ensure!(
+        ct.status().as_deref() == Ok("running"),
+        "the container stopped"
+    );
     Ok(())
 }
 
