@@ -1,7 +1,7 @@
 //! `events`: runc's stats JSON read back against the config's limits, the `--interval` stream
 //! and its end, and the `oom` event of a container that outgrows its memory limit.
 
-use super::{Case, Ctx, R};
+use super::{Case, Ct, Ctx, R};
 use crate::runtime::{one_line, Opts, Out};
 use crate::{bail, ensure};
 use serde_json::{json, Value};
@@ -28,6 +28,32 @@ const MEM_LIMIT: u64 = 64 << 20;
 const PIDS_LIMIT: u64 = 32;
 
 /// The lines of an events stream, each parsed and checked for the container's id.
+/// `events --interval 200ms` on `ct` in a thread, returned once `lines` stats lines have
+/// arrived (or after 20 s, generous for a slow, emulated machine).
+fn stream_200ms(ctx: &Ctx, ct: &Ct, lines: usize) -> std::thread::JoinHandle<Out> {
+    let rt = ctx.rt.clone();
+    let id = ct.id.clone();
+    let out = ctx.dir("events").join(format!("{}.stream", ct.id));
+    let out2 = out.clone();
+    let stream = std::thread::spawn(move || {
+        let opts = Opts {
+            stdout: Some(out2),
+            timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        rt.exec_opts(&["events", "--interval", "200ms", &id], opts)
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.lines().filter(|l| l.contains("\"stats\"")).count() >= lines {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stream
+}
+
 fn parse_events(o: &Out, id: &str) -> Result<Vec<Value>, super::Fail> {
     let mut v = Vec::new();
     for line in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
@@ -138,28 +164,8 @@ fn interval(ctx: &mut Ctx) -> R {
     let o = ctx.rt.exec(&["events", "--interval", "1x", &ct.id]);
     ensure!(o.failed(), "--interval 1x accepted: {}", o.brief());
 
-    let rt = ctx.rt.clone();
-    let id = ct.id.clone();
-    let out = ctx.dir("events").join(format!("{}.stream", ct.id));
-    let out2 = out.clone();
     let started = Instant::now();
-    let stream = std::thread::spawn(move || {
-        let opts = Opts {
-            stdout: Some(out2),
-            timeout: Some(Duration::from_secs(60)),
-            ..Default::default()
-        };
-        rt.exec_opts(&["events", "--interval", "200ms", &id], opts)
-    });
-    // Until two stats lines have arrived; generous for a slow (emulated) machine.
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if text.lines().filter(|l| l.contains("\"stats\"")).count() >= 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let stream = stream_200ms(ctx, &ct, 2);
     let killed_at = started.elapsed();
     let k = ct.kill("KILL");
     let o = match stream.join() {
@@ -225,28 +231,9 @@ fn oom(ctx: &mut Ctx) -> R {
         let _ = run.join();
         return Err(e);
     }
-    let rt = ctx.rt.clone();
-    let id = ct.id.clone();
-    let out = ctx.dir("events").join(format!("{}.oom-stream", ct.id));
-    let out2 = out.clone();
-    let stream = std::thread::spawn(move || {
-        let opts = Opts {
-            stdout: Some(out2),
-            timeout: Some(Duration::from_secs(60)),
-            ..Default::default()
-        };
-        rt.exec_opts(&["events", "--interval", "200ms", &id], opts)
-    });
     // The first stats line shows the stream is up and watching; only then the container may
-    // outgrow its limit (on a slow, emulated machine the stream takes a while to start).
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end
-        && !std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .contains("\"stats\"")
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // outgrow its limit.
+    let stream = stream_200ms(ctx, &ct, 1);
     std::fs::write(&go, "")?;
     let (Ok(ev), Ok(ran)) = (stream.join(), run.join()) else {
         bail!("a harness thread panicked");
