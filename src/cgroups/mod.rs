@@ -27,10 +27,15 @@ pub mod limits;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// Whether /sys/fs/cgroup is a pure cgroup v2 host. The host's cgroup layout does not change
+/// while berth runs: asked once (create used to statfs it at each step).
 pub fn is_unified() -> bool {
-    nix::sys::statfs::statfs(CGROUP_ROOT)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
+    static UNIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNIFIED.get_or_init(|| {
+        nix::sys::statfs::statfs(CGROUP_ROOT)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false)
+    })
 }
 
 /// Turns the config's cgroupsPath into the path berth uses in every hierarchy.
@@ -125,19 +130,24 @@ fn manager(path: &Path) -> Result<AnyCgroupManager> {
     .map_err(|e| Error::Cgroup(format!("{}: {e}", path.display())))
 }
 
-/// The hierarchies berth writes: every v1 controller mount, or the unified root.
+/// The hierarchies berth writes: every v1 controller mount, or the unified root. Listed once
+/// per run (create walks them for the frozen check, the join, limits and devices).
 fn hierarchies() -> Vec<PathBuf> {
-    if is_unified() {
-        return vec![PathBuf::from(CGROUP_ROOT)];
-    }
-    let Ok(entries) = fs::read_dir(CGROUP_ROOT) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect()
+    static LIST: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        if is_unified() {
+            return vec![PathBuf::from(CGROUP_ROOT)];
+        }
+        let Ok(entries) = fs::read_dir(CGROUP_ROOT) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("cgroup.procs").exists())
+            .collect()
+    })
+    .clone()
 }
 
 /// The shallowest ancestor of `path` (inside the hierarchies) that does not exist yet, as a depth:
