@@ -6,16 +6,17 @@
 //! S -> P  MapIds                 S made a user namespace; P writes uid_map/gid_map
 //! P -> S  MapsDone
 //! S -> P  InitPid{pid}           S cloned I (as P's child) and is about to exit
-//! P -> I  Go{state}              I is in its cgroup; state is the JSON handed to hooks
+//! P -> I  Go{pid}                I is in its cgroup; pid is its host pid (for hooks' state)
 //! I -> P  HooksPlease            mounts done: P runs prestart and createRuntime hooks
 //! P -> I  HooksDone
 //! I -> P  SeccompFd + fd         I loaded a notifying seccomp filter: P hands the fd to the agent
 //! P -> I  SeccompDone
 //! I -> P  Ready                  everything but execve is done; I waits on the exec fifo
-//! S|I -> P Error{step, text}     a step failed; the sender exits
+//! S|I -> P Error(ChildError)      a step failed (step, field, call, errno); the sender exits
 //! ```
 //! EOF on P's end before Ready means the child died; the socket is CLOEXEC, so after execve
-//! it closes by itself.
+//! it closes by itself. Messages are matched by their `Kind`, never by name strings, and every
+//! send is a fault point (`sync: send <Kind>`).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -26,35 +27,50 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{ChildError, Error, Result};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub enum Msg {
     MapIds,
     MapsDone,
     InitPid { pid: i32 },
-    Go { state: String },
+    Go { pid: i32 },
     HooksPlease,
     HooksDone,
     SeccompFd,
     SeccompDone,
     Ready,
-    Error { step: String, text: String },
+    Error(Box<ChildError>),
+}
+
+/// A message's kind, to say which one a step waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    MapIds,
+    MapsDone,
+    InitPid,
+    Go,
+    HooksPlease,
+    HooksDone,
+    SeccompFd,
+    SeccompDone,
+    Ready,
+    Error,
 }
 
 impl Msg {
-    fn name(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self {
-            Msg::MapIds => "MapIds",
-            Msg::MapsDone => "MapsDone",
-            Msg::InitPid { .. } => "InitPid",
-            Msg::Go { .. } => "Go",
-            Msg::HooksPlease => "HooksPlease",
-            Msg::HooksDone => "HooksDone",
-            Msg::SeccompFd => "SeccompFd",
-            Msg::SeccompDone => "SeccompDone",
-            Msg::Ready => "Ready",
-            Msg::Error { .. } => "Error",
+            Msg::MapIds => Kind::MapIds,
+            Msg::MapsDone => Kind::MapsDone,
+            Msg::InitPid { .. } => Kind::InitPid,
+            Msg::Go { .. } => Kind::Go,
+            Msg::HooksPlease => Kind::HooksPlease,
+            Msg::HooksDone => Kind::HooksDone,
+            Msg::SeccompFd => Kind::SeccompFd,
+            Msg::SeccompDone => Kind::SeccompDone,
+            Msg::Ready => Kind::Ready,
+            Msg::Error(_) => Kind::Error,
         }
     }
 }
@@ -74,7 +90,8 @@ pub fn pair() -> Result<(Channel, Channel)> {
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
-const MAX_MSG: usize = 1 << 20;
+/// Messages are small (the largest is an error with a path or two in it).
+const MAX_MSG: usize = 64 << 10;
 
 impl Channel {
     pub fn from_fd(fd: OwnedFd) -> Channel {
@@ -90,12 +107,13 @@ impl Channel {
     }
 
     pub fn send_with_fds(&self, msg: &Msg, fds: &[RawFd]) -> Result<()> {
+        crate::fault::point_with(|| format!("sync: send {:?}", msg.kind()))?;
         let data = serde_json::to_vec(msg).map_err(|e| Error::Protocol(e.to_string()))?;
         let iov = [IoSlice::new(&data)];
         let cmsg = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
         sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
-            .map_err(|e| Error::Protocol(format!("send {}: {e}", msg.name())))?;
+            .map_err(|e| Error::Protocol(format!("send {:?}: {e}", msg.kind())))?;
         Ok(())
     }
 
@@ -162,25 +180,23 @@ impl Channel {
         Ok(fds.into_iter().next())
     }
 
-    /// Receives the message `want` names; a child's Error becomes this side's error, EOF means
-    /// the child died.
-    pub fn expect(&self, want: &'static str) -> Result<Msg> {
+    /// Receives the message of kind `want`; a child's Error becomes this side's error, EOF
+    /// means the child died.
+    pub fn expect(&self, want: Kind) -> Result<Msg> {
         self.expect_one_of(&[want]).map(|(m, _)| m)
     }
 
     /// Like `expect`, for a step where any of `wants` may come; returns the fds it carried.
-    pub fn expect_one_of(&self, wants: &[&'static str]) -> Result<(Msg, Vec<OwnedFd>)> {
+    pub fn expect_one_of(&self, wants: &[Kind]) -> Result<(Msg, Vec<OwnedFd>)> {
         match self.recv()? {
-            None => Err(Error::Child(format!(
-                "container process exited before sending {}",
-                wants.join(" or ")
+            None => Err(Error::ChildGone(format!(
+                "container process exited before sending {wants:?}"
             ))),
-            Some((Msg::Error { step, text }, _)) => Err(Error::Child(format!("{step}: {text}"))),
-            Some((m, fds)) if wants.contains(&m.name()) => Ok((m, fds)),
+            Some((Msg::Error(e), _)) => Err(Error::Child(e)),
+            Some((m, fds)) if wants.contains(&m.kind()) => Ok((m, fds)),
             Some((m, _)) => Err(Error::Protocol(format!(
-                "expected {}, received {}",
-                wants.join(" or "),
-                m.name()
+                "expected {wants:?}, received {:?}",
+                m.kind()
             ))),
         }
     }

@@ -157,9 +157,7 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         logging::timed("exec: join the container's cgroup", || {
             cgroups::join_existing(&st.cgroup_path, pid, &opts.cgroup)
         })?;
-        parent_chan.send(&Msg::Go {
-            state: String::new(),
-        })?;
+        parent_chan.send(&Msg::Go { pid })?;
         // EOF: the socket is close-on-exec, so the process has exec'd (or died trying).
         while let Some((msg, fds)) = parent_chan.recv()? {
             match msg {
@@ -167,7 +165,7 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
                     hand_to_agent(filter.as_ref(), &st, pid, fds)?;
                     parent_chan.send(&Msg::SeccompDone)?;
                 }
-                Msg::Error { step, text } => return Err(Error::Child(format!("{step}: {text}"))),
+                Msg::Error(e) => return Err(Error::Child(e)),
                 other => {
                     return Err(Error::Protocol(format!(
                         "unexpected message {other:?} from the exec'd process"

@@ -60,8 +60,10 @@ impl Kind {
 /// hooks, whose failures are warnings.
 pub fn run_all(kind: Kind, hooks: Option<&oci_spec::runtime::Hooks>, state: &str) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
-    for hook in kind.of(hooks) {
-        match run(kind, &hook, state) {
+    for (i, hook) in kind.of(hooks).into_iter().enumerate() {
+        let ran = crate::fault::point_with(|| format!("hook: {}[{i}]", kind.name()))
+            .and_then(|()| run(kind, &hook, state));
+        match ran {
             Ok(()) => {}
             // A failing poststop hook is a warning; the remaining ones still run.
             Err(e) if matches!(kind, Kind::Poststop) => crate::logging::warn(&e.to_string()),

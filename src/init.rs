@@ -17,8 +17,8 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::unistd::{chdir, read, sethostname, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
-use crate::channel::{Channel, Msg};
-use crate::error::{Error, Result, SysContext};
+use crate::channel::{Channel, Kind as MsgKind, Msg};
+use crate::error::{in_step, ChildError, Error, Result, SysContext};
 use crate::hooks::{self, Kind};
 use crate::namespaces::NsPlan;
 use crate::seccomp::Filter;
@@ -29,6 +29,10 @@ pub struct InitContext<'a> {
     pub rootfs: &'a Path,
     pub chan: &'a Channel,
     pub fifo: &'a OwnedFd,
+    /// The init's own write end of the fifo (see spawn): never written, closed by execve.
+    pub fifo_writer: &'a OwnedFd,
+    /// The state create records (pid 0): hooks get it with the init's pid from Go.
+    pub state: &'a crate::state::OciState,
     pub console: Option<&'a UnixStream>,
     pub no_pivot: bool,
     /// No mount namespace in the config: the container shares the runtime's.
@@ -53,11 +57,10 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn report(chan: &Channel, step: &str, err: &Error) -> ! {
-    let _ = chan.send(&Msg::Error {
-        step: step.to_string(),
-        text: err.to_string(),
-    });
+/// Sends the error to the parent, with its step, field, call and errno kept apart, and exits.
+fn report(chan: &Channel, process: &str, err: &Error) -> ! {
+    let e = ChildError::from_error(process, "set-up", err);
+    let _ = chan.send(&Msg::Error(Box::new(e)));
     exit_now(1)
 }
 
@@ -90,16 +93,37 @@ pub fn run_stage(plan: &NsPlan, ctx: &InitContext) -> ! {
             let _ = ctx.chan.send(&Msg::InitPid { pid });
             exit_now(0)
         }
-        Err(e) => report(ctx.chan, "clone container init", &Error::sys("clone", e)),
+        Err(e) => report(
+            ctx.chan,
+            "stage",
+            &Error::sys("clone the container's init", e),
+        ),
     }
 }
 
 fn stage_steps(plan: &NsPlan, chan: &Channel) -> Result<()> {
     // A user namespace being joined comes first: it decides what the rest may do.
-    plan.join_all(|t| t == LinuxNamespaceType::User)?;
+    in_step("join the user namespace", || {
+        plan.join_all(|t| t == LinuxNamespaceType::User)
+    })?;
     // Other joins happen with the host's privileges, before a new user namespace drops them.
-    plan.join_all(|t| t != LinuxNamespaceType::User)?;
+    in_step("join namespaces", || {
+        plan.join_all(|t| t != LinuxNamespaceType::User)
+    })?;
     if plan.new_user {
+        in_step("user namespace", || new_user_ns(chan))?;
+    }
+    let rest = plan.create & !CloneFlags::CLONE_NEWUSER;
+    if !rest.is_empty() {
+        in_step("create namespaces", || {
+            unshare(rest).with_step(|| format!("create namespaces {rest:?}"))
+        })?;
+    }
+    Ok(())
+}
+
+fn new_user_ns(chan: &Channel) -> Result<()> {
+    {
         // Asked before the unshare, after which we are nobody until mapped.
         let unprivileged = !nix::unistd::geteuid().is_root();
         unshare(CloneFlags::CLONE_NEWUSER).step("create user namespace")?;
@@ -109,7 +133,7 @@ fn stage_steps(plan: &NsPlan, chan: &Channel) -> Result<()> {
             sys::set_dumpable(true).step("PR_SET_DUMPABLE 1 for the id maps")?;
         }
         chan.send(&Msg::MapIds)?;
-        chan.expect("MapsDone")?;
+        chan.expect(MsgKind::MapsDone)?;
         if unprivileged {
             sys::set_dumpable(false).step("PR_SET_DUMPABLE 0")?;
         }
@@ -117,10 +141,6 @@ fn stage_steps(plan: &NsPlan, chan: &Channel) -> Result<()> {
             .step("become root in the user namespace (gid)")?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .step("become root in the user namespace (uid)")?;
-    }
-    let rest = plan.create & !CloneFlags::CLONE_NEWUSER;
-    if !rest.is_empty() {
-        unshare(rest).with_step(|| format!("create namespaces {rest:?}"))?;
     }
     Ok(())
 }
@@ -157,6 +177,8 @@ struct Program<'a> {
     seccomp_late: Option<&'a Filter>,
 }
 
+/// The init's steps, in the spec's order. Each is named (its errors say which step failed,
+/// and each is a fault point for the reliability suite).
 fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     let spec = ctx.spec;
     let process = spec
@@ -167,29 +189,42 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
-    let state = match ctx.chan.expect("Go")? {
-        Msg::Go { state } => state,
-        _ => unreachable_msg()?,
-    };
+    let pid = in_step("wait for the cgroup (Go)", || {
+        match ctx.chan.expect(MsgKind::Go)? {
+            Msg::Go { pid } => Ok(pid),
+            _ => unreachable_msg(),
+        }
+    })?;
+    let state = crate::spawn::hook_state(ctx.state, pid, crate::state::Status::Created);
     if let Some(name) = ctx.keyring {
-        join_session_keyring(name)?;
+        in_step("session keyring", || join_session_keyring(name))?;
     }
     if ctx.new_cgroup_ns {
-        unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")?;
+        in_step("cgroup namespace", || {
+            unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")
+        })?;
     }
-    rootfs::prepare_root(spec, ctx.rootfs, ctx.host_mount_ns)?;
-    rootfs::mount_all(
-        spec,
-        ctx.rootfs,
-        ctx.in_userns,
-        ctx.labels,
-        ctx.bind_sources,
-    )?;
-    rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
-    rootfs::finish_dev(spec, ctx.rootfs)?;
+    in_step("prepare the root", || {
+        rootfs::prepare_root(spec, ctx.rootfs, ctx.host_mount_ns)
+    })?;
+    in_step("mounts", || {
+        rootfs::mount_all(
+            spec,
+            ctx.rootfs,
+            ctx.in_userns,
+            ctx.labels,
+            ctx.bind_sources,
+        )
+    })?;
+    in_step("devices", || {
+        rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
+        rootfs::finish_dev(spec, ctx.rootfs)
+    })?;
     if wants_host_hooks(spec) {
-        ctx.chan.send(&Msg::HooksPlease)?;
-        ctx.chan.expect("HooksDone")?;
+        in_step("prestart and createRuntime hooks", || {
+            ctx.chan.send(&Msg::HooksPlease)?;
+            ctx.chan.expect(MsgKind::HooksDone).map(|_| ())
+        })?;
     }
     // createContainer hooks: resolved here, before pivot_root, but in the container's
     // namespaces, with the container's root as their cwd (as runc runs them).
@@ -198,10 +233,63 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         .as_ref()
         .is_some_and(|h| !Kind::CreateContainer.of(h).is_empty())
     {
-        chdir(ctx.rootfs).with_step(|| format!("chdir {}", ctx.rootfs.display()))?;
-        hooks::run_all(Kind::CreateContainer, spec.hooks().as_ref(), &state)?;
+        in_step("createContainer hooks", || {
+            chdir(ctx.rootfs).with_step(|| format!("chdir {}", ctx.rootfs.display()))?;
+            hooks::run_all(Kind::CreateContainer, spec.hooks().as_ref(), &state)
+        })?;
     }
-    rootfs::pivot(ctx.rootfs, ctx.no_pivot, ctx.host_mount_ns)?;
+    in_step("pivot_root", || {
+        rootfs::pivot(ctx.rootfs, ctx.no_pivot, ctx.host_mount_ns)
+    })?;
+    in_step("hostname and domainname", || set_names(spec))?;
+    if let Some(sysctl) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        in_step("sysctl", || {
+            // Through a verified procfs: a bundle's mount over /proc/sys cannot redirect these.
+            let proc = procfs::ProcRoot::open()
+                .map_err(|e| Error::config("linux.sysctl", format!("open procfs: {e}")))?;
+            for (k, v) in sysctl {
+                let rel = format!("sys/{}", k.replace('.', "/"));
+                proc.write(&rel, v.as_bytes())
+                    .map_err(|e| Error::config(format!("linux.sysctl {k}"), e.to_string()))?;
+            }
+            Ok(())
+        })?;
+    }
+    in_step("masked and readonly paths", || {
+        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())
+    })?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        in_step("read-only root", || {
+            rootfs::remount_readonly(Path::new("/"))
+        })?;
+    }
+    // Last of the mount work: an unbindable "/" would refuse the binds above.
+    in_step("root propagation", || rootfs::apply_root_propagation(spec))?;
+    let setup = ProcessSetup {
+        process,
+        chan: ctx.chan,
+        console: ctx.console,
+        bind_console: true,
+        seccomp: ctx.seccomp,
+        labels: ctx.labels,
+        preserve_fds: ctx.preserve_fds,
+    };
+    let mut program = in_step("process", || prepare_process(&setup))?;
+    // startContainer hooks run once the process is about to run: they see it as running.
+    program.state = crate::spawn::hook_state(ctx.state, pid, crate::state::Status::Running);
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    install_exit_handlers();
+    in_step("ready", || ctx.chan.send(&Msg::Ready))?;
+    Ok(program)
+}
+
+fn set_names(spec: &Spec) -> Result<()> {
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sethostname(h).step("hostname: sethostname")?;
     }
@@ -212,50 +300,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
             return Err(Error::sys("domainname: setdomainname", nix::Error::last()));
         }
     }
-    if let Some(sysctl) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
-        // Through a verified procfs: a bundle's mount over /proc/sys cannot redirect these.
-        let proc = procfs::ProcRoot::open()
-            .map_err(|e| Error::config("linux.sysctl", format!("open procfs: {e}")))?;
-        for (k, v) in sysctl {
-            let rel = format!("sys/{}", k.replace('.', "/"));
-            proc.write(&rel, v.as_bytes())
-                .map_err(|e| Error::config(format!("linux.sysctl {k}"), e.to_string()))?;
-        }
-    }
-    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
-    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
-    if spec
-        .root()
-        .as_ref()
-        .and_then(|r| r.readonly())
-        .unwrap_or(false)
-    {
-        rootfs::remount_readonly(Path::new("/"))?;
-    }
-    // Last of the mount work: an unbindable "/" would refuse the binds above.
-    rootfs::apply_root_propagation(spec)?;
-    let setup = ProcessSetup {
-        process,
-        chan: ctx.chan,
-        console: ctx.console,
-        bind_console: true,
-        seccomp: ctx.seccomp,
-        labels: ctx.labels,
-        preserve_fds: ctx.preserve_fds,
-    };
-    let mut program = prepare_process(&setup)?;
-    // startContainer hooks run once the process is about to run: they see it as running.
-    program.state = match serde_json::from_str::<crate::state::OciState>(&state) {
-        Ok(mut st) => {
-            st.status = crate::state::Status::Running;
-            serde_json::to_string(&st).unwrap_or(state)
-        }
-        Err(_) => state,
-    };
-    let _ = nix::sys::prctl::set_pdeathsig(None);
-    install_exit_handlers();
-    ctx.chan.send(&Msg::Ready)?;
-    Ok(program)
+    Ok(())
 }
 
 /// What every container process gets from its `process` object, whether it is the init or an
@@ -367,15 +412,17 @@ fn exec_steps<'a>(ctx: &ExecContext<'a>) -> Result<Program<'a>> {
         nix::unistd::fchdir(root.as_raw_fd()).step("enter the container's root")?;
         nix::unistd::chroot(".").step("chroot into the container's root")?;
     }
-    ctx.setup.chan.expect("Go")?;
-    prepare_process(&ctx.setup)
+    in_step("wait for the cgroup (Go)", || {
+        ctx.setup.chan.expect(MsgKind::Go)
+    })?;
+    in_step("process", || prepare_process(&ctx.setup))
 }
 
 /// Loads the filter; a listener fd goes to the parent, which hands it to the seccomp agent.
 fn load_seccomp(chan: &Channel, filter: &Filter) -> Result<()> {
     if let Some(fd) = filter.load()? {
         chan.send_with_fds(&Msg::SeccompFd, &[fd.as_raw_fd()])?;
-        chan.expect("SeccompDone")?;
+        chan.expect(MsgKind::SeccompDone)?;
     }
     Ok(())
 }
@@ -481,9 +528,12 @@ fn install_exit_handlers() {
     }
 }
 
-/// Blocks until `start` writes a byte into the exec fifo.
+/// Blocks until `start` writes a byte into the exec fifo. The init holds a write end itself,
+/// so the fifo never reads EOF: a `start` that closes without writing leaves it waiting (no
+/// spinning), and the next `start` goes ahead.
 fn wait_for_start(ctx: &InitContext) {
     let fd = ctx.fifo.as_raw_fd();
+    let _keep = ctx.fifo_writer;
     loop {
         let mut fds = [PollFd::new(
             // SAFETY: fd stays open for the whole loop.
@@ -498,13 +548,9 @@ fn wait_for_start(ctx: &InitContext) {
         let mut byte = [0u8; 1];
         match read(fd, &mut byte) {
             Ok(1) => return,
-            Ok(_) => {
-                // The writer closed without writing: treat as an aborted start and keep waiting
-                // only if the fifo still exists.
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
             Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
-            Err(_) => exit_now(1),
+            // EOF cannot happen while we hold a writer; anything else is fatal, not a retry.
+            _ => exit_now(1),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod copyup;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod fault;
 pub mod fds;
 pub mod features;
 pub mod foreground;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill as send_signal, SigmaskHow, Signal};
+use nix::sys::signal::SigmaskHow;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
@@ -54,21 +54,62 @@ fn create_from(
                 .into(),
         ));
     }
-    let linux = bundle.spec.linux().as_ref();
-    let cgroup_path = cgroups::resolve_path(
-        linux.and_then(|l| l.cgroups_path().as_deref()),
-        id,
-        ctx.systemd_cgroup,
-    )?;
-    let dir = StateDir::claim(&ctx.root, id)?;
+    let mut record = intent(ctx, id, &bundle)?;
+    // From here the record names everything create will make.
+    let dir = logging::timed("create: record the intent", || {
+        StateDir::claim(&ctx.root, id, &record)
+    })?;
     let result = with_runtime_env(&mut bundle.spec, &dir.dir)
-        .and_then(|()| create_in(ctx, id, opts, &bundle, &dir, &cgroup_path));
+        .and_then(|()| create_in(ctx, opts, &bundle, &dir, &mut record));
     if result.is_err() {
         if let Err(e) = dir.remove() {
             logging::warn(&format!("cleanup after failed create: {e}"));
         }
     }
     result
+}
+
+/// The first record of a create, written before anything exists: status "creating", this
+/// process as its creator, and the cgroup and host mounts it is about to make.
+fn intent(ctx: &Context, id: &str, bundle: &bundle::Bundle) -> Result<ContainerState> {
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup_path = cgroups::resolve_path(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        id,
+        ctx.systemd_cgroup,
+    )?;
+    let host_mount_ns = !linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
+    let rootfs_mount_before = if host_mount_ns {
+        Some(crate::rootfs::mount_id_of(&bundle.rootfs)?)
+    } else {
+        None
+    };
+    Ok(ContainerState {
+        oci: OciState {
+            oci_version: state::OCI_VERSION.to_string(),
+            id: id.to_string(),
+            pid: 0,
+            status: Status::Creating,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: logging::rfc3339_now(),
+            owner: String::new(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        },
+        creator: state::ProcId::current(),
+        stage_pids: Vec::new(),
+        init_start_time: 0,
+        cgroup_created_depth: cgroups::first_missing_depth(&cgroup_path),
+        cgroup_path,
+        systemd_cgroup: ctx.systemd_cgroup,
+        own_pid_ns: false,
+        rootfs_mount_before,
+        config: bundle.spec.clone(),
+    })
 }
 
 /// What berth's own environment hands on to the container: socket-activation fds (counted in
@@ -89,64 +130,60 @@ fn with_runtime_env(spec: &mut oci_spec::runtime::Spec, state_dir: &Path) -> Res
 
 fn create_in(
     ctx: &Context,
-    id: &str,
     opts: &CreateOptions,
     bundle: &bundle::Bundle,
     dir: &StateDir,
-    cgroup_path: &Path,
+    record: &mut ContainerState,
 ) -> Result<i32> {
-    let oci = OciState {
-        oci_version: state::OCI_VERSION.to_string(),
-        id: id.to_string(),
-        pid: 0,
-        status: Status::Creating,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: logging::rfc3339_now(),
-        owner: String::new(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-    };
-    let spawned = logging::timed("create: spawn", || {
-        spawn::spawn(&SpawnRequest {
-            id,
-            bundle,
-            state_dir: &dir.dir,
-            cgroup_path,
-            systemd_cgroup: ctx.systemd_cgroup,
-            console_socket: opts.console_socket.as_deref(),
-            no_pivot: opts.no_pivot,
-            preserve_fds: opts.preserve_fds,
-            lock_fd: dir.lock_fd(),
-            no_new_keyring: opts.no_new_keyring,
-            keyring_name: format!("_ses.{id}"),
-            state: oci.clone(),
-        })
-    })?;
-    logging::debug(&format!("create: init {} is ready", spawned.pid));
-    let mut oci = oci;
-    oci.pid = spawned.pid;
-    oci.status = Status::Created;
-    let st = ContainerState {
-        oci,
-        init_start_time: spawned.start_time,
-        cgroup_path: cgroup_path.to_path_buf(),
-        cgroup_created_depth: spawned.cgroup_created_depth,
+    let id = record.oci.id.clone();
+    let request = SpawnRequest {
+        id: &id,
+        bundle,
+        state_dir: &dir.dir,
+        cgroup_path: &record.cgroup_path.clone(),
         systemd_cgroup: ctx.systemd_cgroup,
-        own_pid_ns: spawned.own_pid_ns,
-        rootfs_mount_before: spawned.rootfs_mount_before,
-        config: bundle.spec.clone(),
+        console_socket: opts.console_socket.as_deref(),
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        lock_fd: dir.lock_fd(),
+        no_new_keyring: opts.no_new_keyring,
+        keyring_name: format!("_ses.{id}"),
+        state: record.oci.clone(),
+        cgroup_created_depth: record.cgroup_created_depth,
+        rootfs_mount_before: record.rootfs_mount_before,
     };
-    let written = dir.save(&st).and_then(|_| match &opts.pid_file {
-        Some(p) => write_pid_file(p, spawned.pid),
+    // Each process goes into the record the moment it exists.
+    let mut note = |made: spawn::Made| {
+        match made {
+            spawn::Made::Stage(p) => record.stage_pids.push(p),
+            spawn::Made::Init(p) => {
+                record.oci.pid = p.pid;
+                record.init_start_time = p.start_time;
+            }
+        }
+        dir.save(record)
+    };
+    let spawned = logging::timed("create: spawn", || spawn::spawn(&request, &mut note))?;
+    logging::debug(&format!("create: init {} is ready", spawned.init.pid));
+    record.oci.status = Status::Created;
+    record.creator = None;
+    record.own_pid_ns = spawned.own_pid_ns;
+    record.config = bundle.spec.clone();
+    let written = dir.save(record).and_then(|_| match &opts.pid_file {
+        Some(p) => write_pid_file(p, spawned.init.pid),
         None => Ok(()),
     });
     if let Err(e) = written {
-        kill_and_wait(&st);
-        let _ = cgroups::remove(&st.cgroup_path, st.cgroup_created_depth, st.systemd_cgroup);
-        release_host_mounts(&st);
+        kill_and_wait(record);
+        let _ = cgroups::remove(
+            &record.cgroup_path,
+            record.cgroup_created_depth,
+            record.systemd_cgroup,
+        );
+        release_host_mounts(record);
         return Err(e);
     }
-    Ok(spawned.pid)
+    Ok(spawned.init.pid)
 }
 
 /// Writes the pid file atomically (temp file + rename), as containerd reads it at any time.
@@ -168,9 +205,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 }
 
 fn hook_state(st: &ContainerState, status: Status) -> String {
-    let mut oci = st.oci.clone();
-    oci.status = status;
-    serde_json::to_string(&oci).unwrap_or_default()
+    spawn::hook_state(&st.oci, st.oci.pid, status)
 }
 
 /// `start`: lets a created container's init execve its process.
@@ -198,9 +233,10 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
             .custom_flags_nonblock()
             .open(&fifo)
             .map_err(|e| Error::io("open exec fifo (is the container's init alive?)", &fifo, e))?;
-        let _ = fs::remove_file(&fifo);
         f.write_all(&[0])
             .map_err(|e| Error::io("signal start", &fifo, e))?;
+        // After the write: a start killed before it leaves a container that can still start.
+        let _ = fs::remove_file(&fifo);
         // Poststart hooks run once the process has started: the init's read end is
         // close-on-exec, so the fifo loses its last reader at the execve (or if the init dies
         // first).
@@ -336,23 +372,50 @@ fn signal_cgroup(st: &ContainerState, sig: i32) {
     }
 }
 
-/// Kills every process of the container and waits for the init to be gone.
+/// Kills every process of the container (the init, create's stage processes if it died
+/// half-way, everything in the cgroup) and waits, on pidfds, until they are gone; at most 10 s.
 fn kill_and_wait(st: &ContainerState) {
-    signal_cgroup(st, libc::SIGKILL);
-    if state::init_alive(st.oci.pid, st.init_start_time) {
-        let _ = send_signal(Pid::from_raw(st.oci.pid), Signal::SIGKILL);
-    }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while state::init_alive(st.oci.pid, st.init_start_time) && Instant::now() < deadline {
-        // Reap it if it is our child (foreground run); otherwise its parent will.
-        let _ = waitpid(Pid::from_raw(st.oci.pid), Some(WaitPidFlag::WNOHANG));
-        std::thread::sleep(Duration::from_millis(2));
+    signal_cgroup(st, libc::SIGKILL);
+    let recorded = st
+        .stage_pids
+        .iter()
+        .copied()
+        .chain((st.oci.pid > 0).then_some(state::ProcId {
+            pid: st.oci.pid,
+            start_time: st.init_start_time,
+        }));
+    let mut pinned = Vec::new();
+    for p in recorded {
+        // Pinned first, checked second: the signal cannot reach a recycled pid.
+        if let Ok(fd) = sys::pidfd_open(p.pid) {
+            if p.alive() {
+                use std::os::fd::AsRawFd;
+                let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+                pinned.push(fd);
+            }
+        }
     }
-    // Other processes of a container without its own pid namespace may linger briefly.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cgroups::pids(&st.cgroup_path).is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+    sys::wait_pidfds(&pinned, deadline);
+    // Reap the init if it is our child (a foreground run); otherwise its parent does.
+    if st.oci.pid > 0 {
+        let _ = waitpid(Pid::from_raw(st.oci.pid), Some(WaitPidFlag::WNOHANG));
+    }
+    // What else the cgroup holds (a container without its own pid namespace, or processes
+    // that forked while the first signal went out).
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        let pids = cgroups::pids(&st.cgroup_path).unwrap_or_default();
+        if pids.is_empty() || pids == last {
+            break;
+        }
         signal_cgroup(st, libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(5));
+        let fds: Vec<_> = pids
+            .iter()
+            .filter_map(|p| sys::pidfd_open(*p).ok())
+            .collect();
+        sys::wait_pidfds(&fds, deadline);
+        last = pids;
     }
 }
 
@@ -366,6 +429,7 @@ fn release_host_mounts(st: &ContainerState) {
 }
 
 /// Undoes create: cgroup, host mounts, poststop hooks (failures are warnings), state dir.
+/// A create that died half-way gets no poststop hooks: its container never existed.
 fn destroy(dir: StateDir, st: &ContainerState) {
     release_host_mounts(st);
     let removed = logging::timed("delete: remove cgroup", || {
@@ -375,6 +439,9 @@ fn destroy(dir: StateDir, st: &ContainerState) {
         logging::warn(&format!("delete {}: {e}", st.oci.id));
     }
     let poststop = logging::timed("delete: poststop hooks", || {
+        if st.half_made() {
+            return Ok(());
+        }
         hooks::run_all(
             Kind::Poststop,
             st.config.hooks().as_ref(),
@@ -391,13 +458,28 @@ fn destroy(dir: StateDir, st: &ContainerState) {
 
 /// `delete`: a stopped container, a created one (as runc does), or with `force` any.
 pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
+    if force {
+        state::sweep_dead_claims(&ctx.root);
+    }
     let dir = match StateDir::open(&ctx.root, id) {
         Ok(d) => d,
         Err(Error::NotFound(_)) if force => return Ok(()),
         Err(e) => return Err(e),
     };
-    let st = dir.load()?;
+    let st = match dir.load() {
+        Ok(st) => st,
+        Err(e @ Error::CorruptState { .. }) if force => {
+            // Nothing in it can be trusted to name what to clean: the directory goes.
+            logging::warn(&format!("delete {id}: {e}: removing the state directory"));
+            return dir.remove();
+        }
+        Err(e) => return Err(e),
+    };
     match st.status(&dir.dir) {
+        // Whatever a create that died half-way left alive, by the record.
+        Status::Stopped if st.half_made() => {
+            logging::time("delete: kill what create left", || kill_and_wait(&st))
+        }
         Status::Stopped => {}
         Status::Created => logging::time("delete: kill", || kill_and_wait(&st)),
         s if force => {

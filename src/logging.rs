@@ -149,8 +149,12 @@ pub fn error(msg: &str) {
 
 /// Runs one step of a verb and, with `--debug`, records how long it took, so a failed
 /// container can be diagnosed from the log alone: `create: spawn: done in 3.2ms` or
-/// `create: spawn: failed after 1.1ms`.
-pub fn timed<T, E>(step: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+/// `create: spawn: failed after 1.1ms`. Each step is also a fault point (see `fault`).
+pub fn timed<T, E: From<crate::error::Error>>(
+    step: &str,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    crate::fault::point(step)?;
     if !debug_enabled() {
         return f();
     }
@@ -165,8 +169,16 @@ pub fn timed<T, E>(step: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E>
 }
 
 /// `timed` for a step that cannot fail.
+/// Its fault point can only kill (there is no error to return).
 pub fn time<T>(step: &str, f: impl FnOnce() -> T) -> T {
-    timed(step, || Ok::<T, std::convert::Infallible>(f())).unwrap_or_else(|e| match e {})
+    let _ = crate::fault::point(step);
+    if !debug_enabled() {
+        return f();
+    }
+    let start = Instant::now();
+    let r = f();
+    debug(&format!("{step}: done in {}", took(start.elapsed())));
+    r
 }
 
 /// A duration as a short human reading: `850µs`, `3.2ms`, `1.25s`.

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    berth::fault::init();
     // Before anything else: no fd berth inherited may reach a container or hook.
     let preserve = match &cli.command {
         Command::Create(a) => a.preserve_fds,

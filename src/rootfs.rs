@@ -367,9 +367,13 @@ pub fn mount_all(
         .enumerate()
     {
         let src_fd = bind_sources.get(i).and_then(Option::as_ref);
-        mount_one(m, &root, in_userns, labels, src_fd, cgroup_ns).map_err(|e| {
-            Error::Other(format!("mounts[{i}] ({}): {e}", m.destination().display()))
-        })?;
+        let field = || format!("mounts[{i}] ({})", m.destination().display());
+        crate::fault::point_with(field)
+            .and_then(|()| mount_one(m, &root, in_userns, labels, src_fd, cgroup_ns))
+            .map_err(|e| Error::InField {
+                field: field(),
+                source: Box::new(e),
+            })?;
     }
     Ok(())
 }

@@ -16,12 +16,12 @@ use nix::unistd::{mkfifo, Pid};
 use oci_spec::runtime::Spec;
 
 use crate::bundle::Bundle;
-use crate::channel::{self, Channel, Msg};
+use crate::channel::{self, Channel, Kind as MsgKind, Msg};
 use crate::error::{Error, Result, SysContext};
 use crate::hooks::{self, Kind};
 use crate::init::{self, InitContext};
 use crate::namespaces::NsPlan;
-use crate::state::{self, OciState, Status};
+use crate::state::{self, OciState, ProcId, Status};
 use crate::{cgroups, console, logging, procfs, seccomp, sys};
 
 pub struct SpawnRequest<'a> {
@@ -40,16 +40,23 @@ pub struct SpawnRequest<'a> {
     pub lock_fd: i32,
     /// The state as hooks will see it (pid filled in here).
     pub state: OciState,
+    /// Depth of the first cgroup directory this create makes (already in the record).
+    pub cgroup_created_depth: usize,
+    /// Without a mount namespace: the id of the mount on top of the rootfs before create
+    /// (already in the record), down to which a failure detaches.
+    pub rootfs_mount_before: Option<u64>,
+}
+
+/// A process create made, reported to the caller as soon as it exists so that the state
+/// record names it before anything else happens.
+pub enum Made {
+    Stage(ProcId),
+    Init(ProcId),
 }
 
 pub struct Spawned {
-    pub pid: i32,
-    /// Without a mount namespace: the id of the mount that was on top of the rootfs before
-    /// create, down to which delete detaches.
-    pub rootfs_mount_before: Option<u64>,
-    pub start_time: u64,
+    pub init: ProcId,
     pub own_pid_ns: bool,
-    pub cgroup_created_depth: usize,
 }
 
 /// Everything that must be undone if create fails half-way.
@@ -89,7 +96,9 @@ impl Undo<'_> {
     }
 }
 
-pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
+/// Builds the container. `record` is called with each process the moment it exists; an error
+/// from it aborts the create like any other.
+pub fn spawn(req: &SpawnRequest, record: &mut dyn FnMut(Made) -> Result<()>) -> Result<Spawned> {
     let spec = &req.bundle.spec;
     let process = spec
         .process()
@@ -122,33 +131,31 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
     let fifo_path = req.state_dir.join(state::EXEC_FIFO);
     mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
         .with_step(|| format!("create exec fifo {}", fifo_path.display()))?;
-    let fifo: OwnedFd = open(
-        &fifo_path,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map(|fd| {
-        // SAFETY: open just returned this fd and nothing else owns it.
-        unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
-    })
-    .step("open exec fifo")?;
-    let cgroup_created_depth = cgroups::first_missing_depth(req.cgroup_path);
-    let host_mount_ns = !linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
-    let rootfs_mount_before = if host_mount_ns {
-        Some(crate::rootfs::mount_id_of(&req.bundle.rootfs)?)
-    } else {
-        None
+    let open_fifo = |flags: OFlag, step: &str| -> Result<OwnedFd> {
+        open(
+            &fifo_path,
+            flags | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(|fd| {
+            // SAFETY: open just returned this fd and nothing else owns it.
+            unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+        })
+        .step(step)
     };
+    let fifo = open_fifo(OFlag::O_RDONLY, "open exec fifo")?;
+    // The init keeps a write end of its own until execve: a `start` that opens the fifo and
+    // closes it without writing then leaves the init waiting, not reading EOF in a loop.
+    let fifo_writer = open_fifo(OFlag::O_WRONLY, "open exec fifo (init's write end)")?;
     let mut undo = Undo {
         pids: Vec::new(),
         cgroup: None,
         poststop: None,
-        host_mounts: rootfs_mount_before.map(|b| (req.bundle.rootfs.as_path(), b)),
+        host_mounts: req
+            .rootfs_mount_before
+            .map(|b| (req.bundle.rootfs.as_path(), b)),
     };
+    let fifo = (fifo, fifo_writer);
     let result = spawn_inner(
         req,
         spec,
@@ -156,25 +163,24 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned> {
         console,
         fifo,
         &mut undo,
-        cgroup_created_depth,
+        record,
         &device_rules,
     );
     match result {
-        Ok(pid) => {
-            let start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
-            Ok(Spawned {
-                pid,
-                rootfs_mount_before,
-                start_time,
-                own_pid_ns: plan.new_pid,
-                cgroup_created_depth,
-            })
-        }
+        Ok(init) => Ok(Spawned {
+            init,
+            own_pid_ns: plan.new_pid,
+        }),
         Err(e) => {
             undo.run();
             Err(e)
         }
     }
+}
+
+/// The process just cloned, with its start time (0 if it is already gone: never alive then).
+fn proc_id(pid: i32) -> ProcId {
+    ProcId::of(pid).unwrap_or(ProcId { pid, start_time: 0 })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -183,11 +189,11 @@ fn spawn_inner<'a>(
     spec: &'a Spec,
     plan: &NsPlan,
     console: Option<UnixStream>,
-    fifo: OwnedFd,
+    fifo: (OwnedFd, OwnedFd),
     undo: &mut Undo<'a>,
-    cgroup_depth: usize,
+    record: &mut dyn FnMut(Made) -> Result<()>,
     device_rules: &[cgroups::devices::Rule],
-) -> Result<i32> {
+) -> Result<ProcId> {
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let (parent_chan, child_chan) = channel::pair()?;
     let in_userns = plan.new_user || plan.join_user;
@@ -200,7 +206,9 @@ fn spawn_inner<'a>(
         spec,
         rootfs: &req.bundle.rootfs,
         chan: &child_chan,
-        fifo: &fifo,
+        fifo: &fifo.0,
+        fifo_writer: &fifo.1,
+        state: &req.state,
         console: console.as_ref(),
         no_pivot: req.no_pivot,
         host_mount_ns: undo.host_mounts.is_some(),
@@ -213,7 +221,7 @@ fn spawn_inner<'a>(
         labels: &req.bundle.labels,
         bind_sources: &bind_sources,
     };
-    let init_pid = if plan.single_clone() {
+    let init = if plan.single_clone() {
         // SAFETY: berth is single-threaded here and the child never returns: init::run ends
         // in execve or _exit.
         let pid = unsafe { sys::clone_fork(plan.create.bits() as libc::c_ulong) }
@@ -223,7 +231,9 @@ fn spawn_inner<'a>(
             init::run(&ctx);
         }
         undo.pids.push(pid);
-        pid
+        let init = proc_id(pid);
+        record(Made::Init(init))?;
+        init
     } else {
         // SAFETY: as above; the stage child ends in _exit.
         let stage = unsafe { sys::clone_fork(0) }.step("fork stage process")?;
@@ -232,12 +242,16 @@ fn spawn_inner<'a>(
             init::run_stage(plan, &ctx);
         }
         undo.pids.push(stage);
+        record(Made::Stage(proc_id(stage)))?;
         let pid = serve_stage(&parent_chan, stage, spec)?;
         undo.pids.push(pid);
+        let init = proc_id(pid);
+        record(Made::Init(init))?;
         reap_stage(stage)?;
         undo.pids.retain(|p| *p != stage);
-        pid
+        init
     };
+    let init_pid = init.pid;
     logging::debug(&format!("create: cloned init {init_pid}"));
     drop(child_chan);
     drop(bind_sources);
@@ -252,7 +266,11 @@ fn spawn_inner<'a>(
             cgroups::systemd::start(req.cgroup_path, init_pid, &all, req.id)
         })?;
     }
-    undo.cgroup = Some((req.cgroup_path, cgroup_depth, req.systemd_cgroup));
+    undo.cgroup = Some((
+        req.cgroup_path,
+        req.cgroup_created_depth,
+        req.systemd_cgroup,
+    ));
     logging::timed("create: join cgroup and apply limits", || {
         cgroups::join_and_apply(
             req.cgroup_path,
@@ -270,23 +288,12 @@ fn spawn_inner<'a>(
         .map_err(|e| Error::config("process.oomScoreAdj", e.to_string()))?;
     }
 
-    let mut state = req.state.clone();
-    state.pid = init_pid;
-    // Hooks see "created", as runc's do and the runtime-tools suite expects.
-    state.status = Status::Created;
-    let state_json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
-    let mut stopped = state.clone();
-    stopped.status = Status::Stopped;
-    undo.poststop = Some((
-        spec,
-        serde_json::to_string(&stopped).map_err(|e| Error::Other(e.to_string()))?,
-    ));
-    parent_chan.send(&Msg::Go {
-        state: state_json.clone(),
-    })?;
+    let state_json = hook_state(&req.state, init_pid, Status::Created);
+    undo.poststop = Some((spec, hook_state(&req.state, init_pid, Status::Stopped)));
+    parent_chan.send(&Msg::Go { pid: init_pid })?;
 
     if init::wants_host_hooks(spec) {
-        parent_chan.expect("HooksPlease")?;
+        parent_chan.expect(MsgKind::HooksPlease)?;
         logging::timed("create: prestart and createRuntime hooks", || {
             hooks::run_all(Kind::Prestart, spec.hooks().as_ref(), &state_json)?;
             hooks::run_all(Kind::CreateRuntime, spec.hooks().as_ref(), &state_json)
@@ -294,13 +301,24 @@ fn spawn_inner<'a>(
         parent_chan.send(&Msg::HooksDone)?;
     }
     logging::timed("create: wait for the init to be ready", || -> Result<()> {
-        while let (Msg::SeccompFd, fds) = parent_chan.expect_one_of(&["SeccompFd", "Ready"])? {
+        while let (Msg::SeccompFd, fds) =
+            parent_chan.expect_one_of(&[MsgKind::SeccompFd, MsgKind::Ready])?
+        {
             hand_to_agent(req, init_pid, fds)?;
             parent_chan.send(&Msg::SeccompDone)?;
         }
         Ok(())
     })?;
-    Ok(init_pid)
+    Ok(init)
+}
+
+/// The state hooks get on stdin: the one create records, with the init's pid and `status`
+/// ("created" for create's hooks, as runc's and the runtime-tools suite expect).
+pub fn hook_state(state: &OciState, pid: i32, status: Status) -> String {
+    let mut st = state.clone();
+    st.pid = pid;
+    st.status = status;
+    serde_json::to_string(&st).unwrap_or_default()
 }
 
 /// Gives the seccomp listener fd to the agent named by listenerPath, as runc does: the state
@@ -328,7 +346,7 @@ fn serve_stage(chan: &Channel, stage: i32, spec: &Spec) -> Result<i32> {
     loop {
         match chan.recv()? {
             None => {
-                return Err(Error::Child(
+                return Err(Error::ChildGone(
                     "stage process exited before cloning the init".into(),
                 ))
             }
@@ -337,9 +355,7 @@ fn serve_stage(chan: &Channel, stage: i32, spec: &Spec) -> Result<i32> {
                 chan.send(&Msg::MapsDone)?;
             }
             Some((Msg::InitPid { pid }, _)) => return Ok(pid),
-            Some((Msg::Error { step, text }, _)) => {
-                return Err(Error::Child(format!("{step}: {text}")))
-            }
+            Some((Msg::Error(e), _)) => return Err(Error::Child(e)),
             Some((m, _)) => {
                 return Err(Error::Protocol(format!(
                     "unexpected message {m:?} from the stage process"
@@ -352,7 +368,7 @@ fn serve_stage(chan: &Channel, stage: i32, spec: &Spec) -> Result<i32> {
 fn reap_stage(stage: i32) -> Result<()> {
     match waitpid(Pid::from_raw(stage), None).step("wait for stage process")? {
         WaitStatus::Exited(_, 0) => Ok(()),
-        other => Err(Error::Child(format!(
+        other => Err(Error::ChildGone(format!(
             "stage process ended badly: {other:?}"
         ))),
     }

@@ -56,11 +56,42 @@ pub struct OciState {
     pub annotations: HashMap<String, String>,
 }
 
-/// The whole record berth keeps per container.
+/// A process as berth records it: the start time makes a recycled pid never look like it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcId {
+    /// The calling process.
+    pub fn current() -> Option<ProcId> {
+        ProcId::of(std::process::id() as i32)
+    }
+
+    pub fn of(pid: i32) -> Option<ProcId> {
+        proc_start_time(pid).map(|(start_time, _)| ProcId { pid, start_time })
+    }
+
+    pub fn alive(&self) -> bool {
+        init_alive(self.pid, self.start_time)
+    }
+}
+
+/// The whole record berth keeps per container. `create` writes it before it makes anything
+/// (status "creating", naming the cgroup and the host mounts to come) and adds each process as
+/// soon as it exists, so whatever happens to `create`, `delete` finds all it made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ContainerState {
     #[serde(flatten)]
     pub oci: OciState,
+    /// The `create` that is building the container, while the status is "creating": once it is
+    /// gone, the container is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<ProcId>,
+    /// create's stage processes (when namespaces are joined or a user namespace comes first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage_pids: Vec<ProcId>,
     /// Start time of the init in clock ticks since boot, so a recycled pid never looks alive.
     pub init_start_time: u64,
     /// Cgroup path as given to the cgroup manager.
@@ -68,8 +99,10 @@ pub struct ContainerState {
     /// Depth of the first cgroup directory create made; delete removes up to there.
     #[serde(default)]
     pub cgroup_created_depth: usize,
+    #[serde(default)]
     pub systemd_cgroup: bool,
     /// True when the container has its own pid namespace (kill then needs only the init).
+    #[serde(default)]
     pub own_pid_ns: bool,
     /// Without a mount namespace: the mount that was on top of the rootfs before create; delete
     /// detaches what the container stacked on it.
@@ -80,7 +113,20 @@ pub struct ContainerState {
 }
 
 impl ContainerState {
+    /// True while the record is create's intent, not yet a finished container.
+    pub fn half_made(&self) -> bool {
+        self.oci.status == Status::Creating
+    }
+
     pub fn status(&self, dir: &Path) -> Status {
+        if self.half_made() {
+            // Never "running": a create that died half-way left a stopped container.
+            return if self.creator.is_some_and(|c| c.alive()) {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
         derive_status(
             self.oci.pid,
             self.init_start_time,
@@ -130,40 +176,72 @@ pub struct StateDir {
     _lock: File,
 }
 
+/// Prefix of the directory a `create` fills before it becomes `<id>` (':' is not allowed in
+/// ids, so these never collide with one).
+const CLAIM_PREFIX: &str = ".claim:";
+
 impl StateDir {
-    /// Claims a new id: the mkdir is what makes ids unique.
-    pub fn claim(root: &Path, id: &str) -> Result<StateDir> {
+    /// Claims a new id with its first record already in it: the directory is filled under a
+    /// private name, locked, and renamed to the id without replacing anything, so `<id>` never
+    /// exists without its record, and the rename is what makes ids unique.
+    pub fn claim(root: &Path, id: &str, record: &ContainerState) -> Result<StateDir> {
         validate_id(id)?;
+        let dir = root.join(id);
+        if dir.exists() {
+            return Err(Error::Exists(id.into()));
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
             .create(root)
             .map_err(|e| Error::io("create state root", root, e))?;
-        let dir = root.join(id);
-        match fs::DirBuilder::new().mode(0o711).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::Exists(id.into()))
+        let tmp = root.join(format!("{CLAIM_PREFIX}{}", std::process::id()));
+        // Left by a killed create whose pid we now have: nothing else can own it.
+        let _ = fs::remove_dir_all(&tmp);
+        fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&tmp)
+            .map_err(|e| Error::io("create state dir", &tmp, e))?;
+        let claimed = lock_dir(&tmp, lock_timeout()).and_then(|lock| {
+            save_in(&tmp, record)?;
+            crate::fault::point("state: claim the id")?;
+            match crate::sys::rename_noreplace(&tmp, &dir) {
+                Ok(()) => Ok(StateDir { dir, _lock: lock }),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EEXIST)
+                        || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
+                {
+                    Err(Error::Exists(id.into()))
+                }
+                Err(e) => Err(Error::io("claim the container id", &dir, e)),
             }
-            Err(e) => return Err(Error::io("create state dir", &dir, e)),
+        });
+        if claimed.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
         }
-        let lock = lock_dir(&dir)?;
-        Ok(StateDir { dir, _lock: lock })
+        claimed
     }
 
-    /// Opens and locks an existing container's directory.
+    /// Opens and locks an existing container's directory (waiting at most the lock timeout).
     pub fn open(root: &Path, id: &str) -> Result<StateDir> {
         validate_id(id)?;
         let dir = root.join(id);
-        let lock = match lock_dir(&dir) {
+        let lock = match lock_dir(&dir, lock_timeout()) {
             Ok(l) => l,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(id.into()))
             }
+            Err(Error::Busy { holder, waited, .. }) => {
+                return Err(Error::Busy {
+                    id: id.into(),
+                    holder,
+                    waited,
+                })
+            }
             Err(e) => return Err(e),
         };
         // A concurrent delete may have removed it while we waited for the lock.
-        if !dir.join(STATE_FILE).exists() {
+        if !dir.exists() {
             return Err(Error::NotFound(id.into()));
         }
         Ok(StateDir { dir, _lock: lock })
@@ -173,22 +251,10 @@ impl StateDir {
         load_state(&self.dir)
     }
 
-    /// Writes state.json atomically: temp file, fsync, rename.
+    /// Writes state.json atomically: temp file, fsync, rename. Only under the lock.
     pub fn save(&self, state: &ContainerState) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
-        let data = serde_json::to_vec(state).map_err(|e| Error::Other(e.to_string()))?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::io("write state", &tmp, e))?;
-        f.write_all(&data)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io("write state", &tmp, e))?;
-        fs::rename(&tmp, self.dir.join(STATE_FILE))
-            .map_err(|e| Error::io("write state", &self.dir, e))
+        crate::fault::point_with(|| format!("state: save ({})", state.oci.status))?;
+        save_in(&self.dir, state)
     }
 
     /// The lock's fd: children must close it, or the lock would live as long as they do.
@@ -198,32 +264,101 @@ impl StateDir {
 
     /// Removes the directory and everything in it.
     pub fn remove(self) -> Result<()> {
+        crate::fault::point("state: remove the state dir")?;
         fs::remove_dir_all(&self.dir).map_err(|e| Error::io("remove state dir", &self.dir, e))
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+fn save_in(dir: &Path, state: &ContainerState) -> Result<()> {
+    let tmp = dir.join(".state.json.tmp");
+    let data = serde_json::to_vec(state).map_err(|e| Error::Other(e.to_string()))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io("write state", &tmp, e))?;
+    f.write_all(&data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io("write state", &tmp, e))?;
+    fs::rename(&tmp, dir.join(STATE_FILE)).map_err(|e| Error::io("write state", dir, e))
+}
+
+/// How long a verb waits for another berth process to release a container: long enough for
+/// a create with slow hooks, short enough that a stuck holder is reported, not waited on
+/// forever. `BERTH_LOCK_TIMEOUT` (seconds) overrides it.
+fn lock_timeout() -> std::time::Duration {
+    std::env::var("BERTH_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or(std::time::Duration::from_secs(60))
+}
+
+fn lock_dir(dir: &Path, timeout: std::time::Duration) -> Result<File> {
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(dir)
         .map_err(|e| Error::io("open state dir", dir, e))?;
-    // SAFETY: flock on an fd we own; blocking until the lock is free is the intent.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::io(
-            "lock state dir",
-            dir,
-            std::io::Error::last_os_error(),
-        ));
+    match crate::sys::flock_exclusive(f.as_raw_fd(), timeout) {
+        Ok(true) => Ok(f),
+        Ok(false) => Err(Error::Busy {
+            id: String::new(),
+            holder: crate::sys::flock_holder(&f)
+                .map(|pid| format!("pid {pid}: {}", crate::sys::cmdline(pid)))
+                .unwrap_or_else(|| "another berth process".into()),
+            waited: timeout,
+        }),
+        Err(e) => Err(Error::io("lock state dir", dir, e)),
     }
-    Ok(f)
 }
 
 pub fn load_state(dir: &Path) -> Result<ContainerState> {
     let path = dir.join(STATE_FILE);
-    let data = fs::read(&path).map_err(|e| Error::io("read state", &path, e))?;
-    serde_json::from_slice(&data)
-        .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", path.display())))
+    let data = match fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::CorruptState {
+                path,
+                reason: "it is missing".into(),
+            })
+        }
+        Err(e) => return Err(Error::io("read state", &path, e)),
+    };
+    if data.is_empty() {
+        return Err(Error::CorruptState {
+            path,
+            reason: "it is empty".into(),
+        });
+    }
+    serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
+        path,
+        reason: if e.is_eof() {
+            format!("it is truncated ({e})")
+        } else {
+            format!("it is not a berth state record ({e})")
+        },
+    })
+}
+
+/// Removes the claim directories of creates that died before their id existed.
+pub fn sweep_dead_claims(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(CLAIM_PREFIX) {
+            continue;
+        }
+        let creator = load_state(&e.path()).ok().and_then(|s| s.creator);
+        if !creator.is_some_and(|c| c.alive()) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Reads a state without taking the lock (for `state` and `list`, which change nothing; the
@@ -232,9 +367,6 @@ pub fn read_unlocked(root: &Path, id: &str) -> Result<ContainerState> {
     validate_id(id)?;
     let dir = root.join(id);
     if !dir.is_dir() {
-        return Err(Error::NotFound(id.into()));
-    }
-    if !dir.join(STATE_FILE).exists() {
         return Err(Error::NotFound(id.into()));
     }
     load_state(&dir)
@@ -269,13 +401,23 @@ pub fn derive_status(pid: i32, start_time: u64, fifo: &Path, cgroup_path: &Path)
     if !init_alive(pid, start_time) {
         return Status::Stopped;
     }
-    if fifo.exists() {
+    if fifo_has_reader(fifo) {
         return Status::Created;
     }
     if crate::cgroups::is_frozen(cgroup_path) {
         return Status::Paused;
     }
     Status::Running
+}
+
+/// The init waits for `start` while it holds the fifo's read end: a write end opens without
+/// blocking only then. A fifo left behind by a `start` killed after its write has no reader.
+fn fifo_has_reader(fifo: &Path) -> bool {
+    fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(fifo)
+        .is_ok()
 }
 
 /// Ids of every container under root, sorted.
@@ -287,8 +429,9 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| validate_id(name).is_ok())
         .collect();
     ids.sort();
     Ok(ids)

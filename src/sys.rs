@@ -779,3 +779,162 @@ pub fn bpf_prog_get_fd_by_id(id: u32) -> nix::Result<std::os::fd::OwnedFd> {
     };
     bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).map(owned_bpf_fd)
 }
+
+/// rename(2) that fails with EEXIST instead of replacing `to` (renameat2 RENAME_NOREPLACE);
+/// where the filesystem lacks the flag, a plain rename, which still refuses a directory that
+/// is not empty.
+pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &std::path::Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        return std::fs::rename(from, to);
+    }
+    Err(e)
+}
+
+/// Takes an exclusive flock on `fd`, waiting at most `timeout`: Ok(false) when it timed out.
+///
+/// flock cannot be polled, so the wait is bounded by an interval timer whose SIGALRM (with a
+/// handler that does nothing and no SA_RESTART) interrupts the call; the timer repeats, so a
+/// tick that lands just before the call is entered only delays the error by one period.
+/// berth is single-threaded here.
+pub fn flock_exclusive(fd: RawFd, timeout: std::time::Duration) -> std::io::Result<bool> {
+    // SAFETY: flock on an fd the caller owns.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        return Err(e);
+    }
+    extern "C" fn on_alarm(_: libc::c_int) {}
+    let deadline = std::time::Instant::now() + timeout;
+    let period = timeout.min(std::time::Duration::from_secs(1));
+    let tv = libc::timeval {
+        tv_sec: period.as_secs() as libc::time_t,
+        tv_usec: period.subsec_micros().max(1) as libc::suseconds_t,
+    };
+    let timer = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: zeroed sigaction/itimerval are valid "empty" values for the kernel to fill.
+    let mut old_action: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut old_timer: libc::itimerval = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the handler does nothing, which is async-signal-safe.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_alarm as *const () as usize;
+    // SAFETY: installing a handler and a timer with valid structs; both are restored below.
+    unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGALRM, &action, &mut old_action);
+        libc::setitimer(libc::ITIMER_REAL, &timer, &mut old_timer);
+    }
+    let result = loop {
+        // SAFETY: flock on an fd the caller owns.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+            break Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            break Err(e);
+        }
+        if std::time::Instant::now() >= deadline {
+            break Ok(false);
+        }
+    };
+    // SAFETY: restoring what was there before, from the structs the kernel filled.
+    unsafe {
+        libc::setitimer(libc::ITIMER_REAL, &old_timer, std::ptr::null_mut());
+        libc::sigaction(libc::SIGALRM, &old_action, std::ptr::null_mut());
+    }
+    result
+}
+
+/// The pid holding a flock on `file`, from /proc/locks (for a "busy" error that names it).
+pub fn flock_holder(file: &std::fs::File) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata().ok()?;
+    let dev = m.dev();
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        m.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"; waiters have "->" in field 2.
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// A process's command line, spaces between the arguments (for messages).
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .split('\0')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until every pidfd in `fds` reports its process gone (POLLIN), or until `deadline`.
+pub fn wait_pidfds(fds: &[std::os::fd::OwnedFd], deadline: std::time::Instant) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut pending: Vec<&std::os::fd::OwnedFd> = fds.iter().collect();
+    while !pending.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        let mut pfds: Vec<PollFd> = pending
+            .iter()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(
+            &mut pfds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(_) | Ok(0) => return,
+            Ok(_) => {}
+        }
+        let done: Vec<bool> = pfds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        pending = pending
+            .into_iter()
+            .zip(done)
+            .filter(|(_, d)| !d)
+            .map(|(f, _)| f)
+            .collect();
+    }
+}

@@ -843,6 +843,7 @@ pub fn apply(rel: &Path, res: &LinuxResources, current: Current) -> Result<()> {
     let writes = plan(res, &layout, current)?;
     enable_v2_controllers(&layout, rel, &writes)?;
     for (path, w) in check(&layout, rel, writes)? {
+        crate::fault::point_with(|| format!("cgroup: write {}", path.display()))?;
         write_one(&path, &w)?;
         verify(&path, &w)?;
     }
