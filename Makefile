@@ -10,6 +10,7 @@ INTEGRATION := $(TARGET_DIR)/release/integration
 DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
+	build-faults test-faults \
 	test-clients test-apparmor test-cgroupv2 lint demo clean
 
 all: build
@@ -71,7 +72,19 @@ compare: build runtimetest integration-bin
 test-clients: deps deps-managers build runtimetest
 	integration/clients/run.sh $(BERTH) $(RUNTIMETEST) $$(command -v runc)
 
-test: deps unit integration compare test-clients
+# berth with its fault points compiled in (cargo feature fault-injection, profile `faults`:
+# release code without LTO). Never installed: only the reliability suite runs it.
+BERTH_FAULTS := $(TARGET_DIR)/faults/berth
+build-faults:
+	$(CARGO) build --profile faults -p berth --features fault-injection
+
+# Every fault point of create, start, exec, kill and delete, walked one at a time with an error
+# and with a SIGKILL: the host must be left clean each time. About a minute.
+test-faults: build-faults runtimetest integration-bin
+	BERTH_IT_FAULTS=1 $(INTEGRATION) --runtime $(BERTH_FAULTS) --runtimetest $(RUNTIMETEST) \
+		--filter faults/
+
+test: deps unit integration compare test-faults test-clients
 
 # process.apparmorProfile for real: this host has no AppArmor, so the check runs in a QEMU guest
 # on Debian's kernel (../shared/vm, beside the repo), which has it. The guest's root is this

@@ -117,6 +117,32 @@ impl Channel {
         Ok(())
     }
 
+    /// Like `recv`, but also `None` once `process` (a pidfd) has exited with nothing left to
+    /// read: for a peer whose end of the socket a process of its own also holds (the stage's
+    /// init), so that the peer's death is not hidden behind that copy.
+    pub fn recv_while_alive(&self, process: &OwnedFd) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds = [
+                PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(process.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::Protocol(format!("wait for a message: {e}"))),
+                Ok(_) => {}
+            }
+            let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+            if ready(&fds[0]) {
+                return self.recv();
+            }
+            if ready(&fds[1]) {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Receives one message; `None` on EOF (the peer is gone).
     pub fn recv(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MSG];

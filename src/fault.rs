@@ -23,7 +23,9 @@ mod imp {
     struct Config {
         target: Option<(String, Option<usize>)>,
         kill: bool,
-        trace: Option<String>,
+        /// Opened once, before any clone: the init still reaches it after pivot_root. Rust
+        /// opens it close-on-exec, so no container process inherits it.
+        trace: Option<std::fs::File>,
     }
 
     fn config() -> &'static Option<Config> {
@@ -32,7 +34,14 @@ mod imp {
             let target = std::env::var("BERTH_FAULT").ok().filter(|s| !s.is_empty());
             let trace = std::env::var("BERTH_FAULT_TRACE")
                 .ok()
-                .filter(|s| !s.is_empty());
+                .filter(|s| !s.is_empty())
+                .and_then(|p| {
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(p)
+                        .ok()
+                });
             if target.is_none() && trace.is_none() {
                 return None;
             }
@@ -69,15 +78,9 @@ mod imp {
             *n += 1;
             *n
         };
-        if let Some(path) = &cfg.trace {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-            {
-                // One write per line: O_APPEND keeps lines of concurrent processes whole.
-                let _ = f.write_all(format!("{name}\t{n}\n").as_bytes());
-            }
+        if let Some(mut f) = cfg.trace.as_ref() {
+            // One write per line: O_APPEND keeps lines of concurrent processes whole.
+            let _ = f.write_all(format!("{name}\t{n}\n").as_bytes());
         }
         match &cfg.target {
             Some((t, nth)) if t == name && nth.is_none_or(|k| k == n) => {

@@ -180,7 +180,9 @@ fn create_in(
             record.cgroup_created_depth,
             record.systemd_cgroup,
         );
-        release_host_mounts(record);
+        if let Err(e) = release_host_mounts(record) {
+            logging::warn(&format!("cleanup after failed create: {e}"));
+        }
         return Err(e);
     }
     Ok(spawned.init.pid)
@@ -250,7 +252,9 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
     if let Err(e) = poststart {
         // Spec 1.3.0: a failing poststart hook stops the container and tears it down.
         kill_and_wait(&st);
-        destroy(dir, &st);
+        if let Err(d) = destroy(dir, &st) {
+            logging::warn(&format!("after the poststart hook failed: {d}"));
+        }
         return Err(e);
     }
     if let (Some(relay), Some(init)) = (relay, init) {
@@ -420,24 +424,22 @@ fn kill_and_wait(st: &ContainerState) {
 }
 
 /// A container without its own mount namespace mounted on the host's table: detach it.
-fn release_host_mounts(st: &ContainerState) {
-    if let Some(before) = st.rootfs_mount_before {
-        if let Err(e) = crate::rootfs::detach_host_mounts(&st.oci.rootfs, before) {
-            logging::warn(&format!("delete {}: {e}", st.oci.id));
-        }
+fn release_host_mounts(st: &ContainerState) -> Result<()> {
+    match st.rootfs_mount_before {
+        Some(before) => crate::rootfs::detach_host_mounts(&st.oci.rootfs, before),
+        None => Ok(()),
     }
 }
 
-/// Undoes create: cgroup, host mounts, poststop hooks (failures are warnings), state dir.
-/// A create that died half-way gets no poststop hooks: its container never existed.
-fn destroy(dir: StateDir, st: &ContainerState) {
-    release_host_mounts(st);
-    let removed = logging::timed("delete: remove cgroup", || {
+/// Undoes create: host mounts, cgroup, poststop hooks (failures are warnings), state dir.
+/// A create that died half-way gets no poststop hooks: its container never existed. If the
+/// mounts or the cgroup cannot be removed, the record stays (it is all that names them) and
+/// the error is returned: `delete` can be run again.
+fn destroy(dir: StateDir, st: &ContainerState) -> Result<()> {
+    logging::timed("delete: release host mounts", || release_host_mounts(st))?;
+    logging::timed("delete: remove cgroup", || {
         cgroups::remove(&st.cgroup_path, st.cgroup_created_depth, st.systemd_cgroup)
-    });
-    if let Err(e) = removed {
-        logging::warn(&format!("delete {}: {e}", st.oci.id));
-    }
+    })?;
     let poststop = logging::timed("delete: poststop hooks", || {
         if st.half_made() {
             return Ok(());
@@ -451,9 +453,7 @@ fn destroy(dir: StateDir, st: &ContainerState) {
     if let Err(e) = poststop {
         logging::warn(&e.to_string());
     }
-    if let Err(e) = dir.remove() {
-        logging::warn(&e.to_string());
-    }
+    dir.remove()
 }
 
 /// `delete`: a stopped container, a created one (as runc does), or with `force` any.
@@ -494,8 +494,7 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
             })
         }
     }
-    destroy(dir, &st);
-    Ok(())
+    destroy(dir, &st)
 }
 
 pub fn pause(ctx: &Context, id: &str, frozen: bool) -> Result<()> {

@@ -13,7 +13,6 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    berth::fault::init();
     // Before anything else: no fd berth inherited may reach a container or hook.
     let preserve = match &cli.command {
         Command::Create(a) => a.preserve_fds,
@@ -22,6 +21,8 @@ fn main() -> ExitCode {
         _ => 0,
     };
     let sealed = fds::seal_inherited(preserve);
+    // After the seal, which would close the fault trace's fd.
+    berth::fault::init();
     logging::init(
         cli.log.as_deref(),
         cli.log_format == LogFormat::Json,

@@ -224,23 +224,29 @@ fn spawn_inner<'a>(
     let init = if plan.single_clone() {
         // SAFETY: berth is single-threaded here and the child never returns: init::run ends
         // in execve or _exit.
+        // Not a fault point (no `.step`): both processes return from the clone, and only the
+        // parent may take an error path.
         let pid = unsafe { sys::clone_fork(plan.create.bits() as libc::c_ulong) }
-            .step("clone container init")?;
+            .map_err(|e| Error::sys("clone container init", e))?;
         if pid == 0 {
             drop(parent_chan);
             init::run(&ctx);
         }
+        drop(child_chan);
         undo.pids.push(pid);
         let init = proc_id(pid);
         record(Made::Init(init))?;
         init
     } else {
         // SAFETY: as above; the stage child ends in _exit.
-        let stage = unsafe { sys::clone_fork(0) }.step("fork stage process")?;
+        let stage =
+            unsafe { sys::clone_fork(0) }.map_err(|e| Error::sys("fork stage process", e))?;
         if stage == 0 {
             drop(parent_chan);
             init::run_stage(plan, &ctx);
         }
+        // Only the children may hold their end: a stage that dies then reads as EOF here.
+        drop(child_chan);
         undo.pids.push(stage);
         record(Made::Stage(proc_id(stage)))?;
         let pid = serve_stage(&parent_chan, stage, spec)?;
@@ -253,7 +259,6 @@ fn spawn_inner<'a>(
     };
     let init_pid = init.pid;
     logging::debug(&format!("create: cloned init {init_pid}"));
-    drop(child_chan);
     drop(bind_sources);
     drop(fifo);
     drop(console);
@@ -341,10 +346,12 @@ fn hand_to_agent(req: &SpawnRequest, init_pid: i32, fds: Vec<OwnedFd>) -> Result
     seccomp::send_to_agent(listener, &fd, init_pid, &json)
 }
 
-/// Serves the stage process until it reports the init's pid.
+/// Serves the stage process until it reports the init's pid. The init it clones holds a copy
+/// of the stage's socket end, so a stage that dies is seen by its pidfd, not by EOF.
 fn serve_stage(chan: &Channel, stage: i32, spec: &Spec) -> Result<i32> {
+    let pidfd = sys::pidfd_open(stage).step("open the stage process's pidfd")?;
     loop {
-        match chan.recv()? {
+        match chan.recv_while_alive(&pidfd)? {
             None => {
                 return Err(Error::ChildGone(
                     "stage process exited before cloning the init".into(),

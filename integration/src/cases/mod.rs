@@ -17,6 +17,7 @@ pub mod escapes;
 pub mod events;
 pub mod exe;
 pub mod exec;
+pub mod faults;
 pub mod features;
 pub mod hooks;
 pub mod lifecycle;
@@ -82,6 +83,7 @@ pub fn all() -> Vec<Case> {
     v.extend(cgroups::cases());
     v.extend(events::cases());
     v.extend(systemd::cases());
+    v.extend(faults::cases());
     v
 }
 
