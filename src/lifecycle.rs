@@ -468,11 +468,20 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     };
     let st = match dir.load() {
         Ok(st) => st,
-        Err(e @ Error::CorruptState { .. }) if force => {
-            // Nothing in it can be trusted to name what to clean: the directory goes.
-            logging::warn(&format!("delete {id}: {e}: removing the state directory"));
-            return dir.remove();
-        }
+        Err(e @ Error::CorruptState { .. }) if force => match state::salvage(&dir.dir) {
+            // Cut short inside the config: the resources are still named; no hooks run.
+            Some(st) => {
+                logging::warn(&format!(
+                    "delete {id}: {e}: cleaning up what it still names"
+                ));
+                kill_and_wait(&st);
+                return destroy(dir, &st);
+            }
+            None => {
+                logging::warn(&format!("delete {id}: {e}: removing the state directory"));
+                return dir.remove();
+            }
+        },
         Err(e) => return Err(e),
     };
     match st.status(&dir.dir) {

@@ -84,21 +84,40 @@ pub fn log(level: Level, msg: &str) {
 
 /// One record, newline included.
 pub fn format_record(level: Level, msg: &str, time: &str, json: bool) -> String {
+    format_record_with(level, msg, time, json, &[])
+}
+
+/// A record with extra fields (an error's step, field, call and errno), as logrus writes
+/// `WithFields`: keys in order in JSON, `key=value` after the message in text.
+pub fn format_record_with(
+    level: Level,
+    msg: &str,
+    time: &str,
+    json: bool,
+    fields: &[(&str, String)],
+) -> String {
     if json {
         // serde_json's map is ordered by key, as logrus's JSON formatter orders them.
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "level": level.as_str(),
             "msg": msg,
             "time": time,
         });
+        for (k, v) in fields {
+            record[*k] = serde_json::Value::String(v.clone());
+        }
         format!("{record}\n")
     } else {
-        format!(
-            "time={} level={} msg={}\n",
+        let mut line = format!(
+            "time={} level={} msg={}",
             logfmt_value(time),
             level.as_str(),
             logfmt_value(msg)
-        )
+        );
+        for (k, v) in fields {
+            line.push_str(&format!(" {k}={}", logfmt_value(v)));
+        }
+        line + "\n"
     }
 }
 
@@ -230,10 +249,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// The one record a failed command leaves: one line on stderr always, and a record in the log
 /// file if there is one (containerd reads the error from there).
 pub fn log_error_record(msg: &str) {
+    log_error_record_with(msg, &[]);
+}
+
+/// The final error, with the fields a manager can match on without parsing the message.
+pub fn log_error_record_with(msg: &str, fields: &[(&str, String)]) {
     eprintln!("berth: error: {msg}");
     if let Some(logger) = LOGGER.get() {
         if let Some(mut file) = logger.file.as_ref() {
-            let line = format_record(Level::Error, msg, &rfc3339_now(), logger.json);
+            let line = format_record_with(Level::Error, msg, &rfc3339_now(), logger.json, fields);
             let _ = file.write_all(line.as_bytes());
         }
     }

@@ -36,10 +36,37 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let msg = format!("{e:#}");
-            logging::log_error_record(&msg);
+            logging::log_error_record_with(&msg, &error_fields(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The failing step, config field, call and errno of berth's error, for the log record.
+fn error_fields(e: &anyhow::Error) -> Vec<(&'static str, String)> {
+    let Some(err) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<berth::error::Error>())
+    else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    if let berth::error::Error::Child(c) = err {
+        fields.push(("process", c.process.clone()));
+    }
+    if let Some(s) = err.step_name() {
+        fields.push(("step", s.to_string()));
+    }
+    if let Some(f) = err.field() {
+        fields.push(("field", f.to_string()));
+    }
+    if let Some(c) = err.call() {
+        fields.push(("call", c));
+    }
+    if let Some(n) = err.errno() {
+        fields.push(("errno", format!("{:?}", nix::errno::Errno::from_raw(n))));
+    }
+    fields
 }
 
 fn create_options(a: &CreateArgs) -> CreateOptions {

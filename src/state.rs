@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// create's first record, kept as it was (a hard link to the first state.json: later saves
+/// replace state.json, not this): what delete falls back on if state.json is damaged.
+const INTENT_FILE: &str = "intent.json";
 pub const OCI_VERSION: &str = "1.3.0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +111,9 @@ pub struct ContainerState {
     /// detaches what the container stacked on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_mount_before: Option<u64>,
-    /// The config as it was at create time: later edits of config.json change nothing.
+    /// The config as it was at create time: later edits of config.json change nothing. Last
+    /// in the file, so that a record cut short still names the resources (see `salvage`).
+    #[serde(default)]
     pub config: Spec,
 }
 
@@ -204,6 +209,8 @@ impl StateDir {
             .map_err(|e| Error::io("create state dir", &tmp, e))?;
         let claimed = lock_dir(&tmp, lock_timeout()).and_then(|lock| {
             save_in(&tmp, record)?;
+            fs::hard_link(tmp.join(STATE_FILE), tmp.join(INTENT_FILE))
+                .map_err(|e| Error::io("keep the intent record", &tmp, e))?;
             crate::fault::point("state: claim the id")?;
             match crate::sys::rename_noreplace(&tmp, &dir) {
                 Ok(()) => Ok(StateDir { dir, _lock: lock }),
@@ -342,6 +349,24 @@ pub fn load_state(dir: &Path) -> Result<ContainerState> {
             format!("it is not a berth state record ({e})")
         },
     })
+}
+
+/// What can still be read from a damaged record, for `delete --force`: the fields that name
+/// resources come before the (large) config, so a record cut short inside the config keeps
+/// them; failing that, create's intent record names the cgroup and host mounts (the processes
+/// are then found in the cgroup). No hooks run from a salvaged record.
+pub fn salvage(dir: &Path) -> Option<ContainerState> {
+    let cut_short = || -> Option<ContainerState> {
+        let text = fs::read_to_string(dir.join(STATE_FILE)).ok()?;
+        let cut = text.find(",\"config\":")?;
+        serde_json::from_str(&format!("{}}}", &text[..cut])).ok()
+    };
+    let intent = || -> Option<ContainerState> {
+        serde_json::from_slice(&fs::read(dir.join(INTENT_FILE)).ok()?).ok()
+    };
+    let mut st = cut_short().or_else(intent)?;
+    st.config.set_hooks(None);
+    Some(st)
 }
 
 /// Removes the claim directories of creates that died before their id existed.

@@ -22,6 +22,7 @@ pub mod features;
 pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
+pub mod records;
 pub mod seccomp;
 pub mod systemd;
 
@@ -84,6 +85,7 @@ pub fn all() -> Vec<Case> {
     v.extend(events::cases());
     v.extend(systemd::cases());
     v.extend(faults::cases());
+    v.extend(records::cases());
     v
 }
 
