@@ -39,9 +39,23 @@ struct Soak {
     failed: AtomicUsize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// Whether a count must not grow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rule {
+    /// The soak's own: must not grow.
+    Own,
+    /// Host-wide: must not grow, unless other runtimes (other test runs) were busy on the host
+    /// while counting, which moves these too.
+    Host,
+    /// Shown only.
+    Info,
+}
+
+#[derive(Clone, Debug)]
 struct Counts {
-    rows: Vec<(String, i64, bool)>,
+    rows: Vec<(String, i64, Rule)>,
+    /// Other runtime or test processes seen on the host (pid and name).
+    others: Vec<String>,
 }
 
 fn count_dirs(p: &Path) -> i64 {
@@ -86,24 +100,57 @@ impl Soak {
             .count() as i64
     }
 
-    /// Each row: name, value, and whether it must not grow (host-wide cgroup totals move with
-    /// whatever else runs on the host, so they are shown only).
+    /// Runtime and test processes on the host that are not the soak's.
+    fn others(&self) -> Vec<String> {
+        let me = std::process::id() as i32;
+        let parent = unsafe { libc::getppid() };
+        let prefix = format!("{TAG_VAR}={}-", self.parent);
+        let rel = PathBuf::from(&self.parent);
+        leak::pids()
+            .into_iter()
+            .filter(|p| *p != me && *p != parent)
+            .filter_map(|p| {
+                let c = leak::comm(p);
+                let runtime = c.starts_with("berth")
+                    || c.starts_with("runc")
+                    || c.starts_with("integration")
+                    || c.starts_with("conmon")
+                    || c.starts_with("containerd");
+                let ours = fs::read(format!("/proc/{p}/environ")).is_ok_and(|b| {
+                    b.split(|c| *c == 0)
+                        .any(|v| v.starts_with(prefix.as_bytes()))
+                }) || leak::in_cgroup(p, &rel);
+                (runtime && !ours).then(|| format!("{p} {c}"))
+            })
+            .collect()
+    }
+
+    /// Each row: name, value, and its rule.
     fn counts(&self) -> Counts {
         let mut rows = vec![
-            ("open files (file-nr)".to_string(), file_nr(), true),
-            ("mountinfo lines".to_string(), mount_lines(), true),
+            ("open files (file-nr)".to_string(), file_nr(), Rule::Host),
+            ("mountinfo lines".to_string(), mount_lines(), Rule::Host),
             (
                 "processes (/proc)".to_string(),
                 leak::pids().len() as i64,
-                true,
+                Rule::Host,
             ),
-            ("processes of the soak".to_string(), self.own_procs(), true),
+            (
+                "mounts under the soak's dir".to_string(),
+                host::mounts_under(&self.tmp).len() as i64,
+                Rule::Own,
+            ),
+            (
+                "processes of the soak".to_string(),
+                self.own_procs(),
+                Rule::Own,
+            ),
             (
                 "state dirs under --root".to_string(),
                 fs::read_dir(&self.rt.root)
                     .map(|r| r.count() as i64)
                     .unwrap_or(0),
-                true,
+                Rule::Own,
             ),
         ];
         for h in host::hierarchies() {
@@ -114,15 +161,18 @@ impl Soak {
             rows.push((
                 format!("cgroup dirs {name}/{}/**", self.parent),
                 count_dirs(&h.join(&self.parent)),
-                true,
+                Rule::Own,
             ));
             rows.push((
                 format!("cgroup dirs {name}/** (host)"),
                 count_dirs(&h),
-                false,
+                Rule::Info,
             ));
         }
-        Counts { rows }
+        Counts {
+            rows,
+            others: self.others(),
+        }
     }
 
     fn fail(&self, msg: String) {
@@ -308,11 +358,15 @@ pub fn run(runtime: &Path, runtimetest: &Path, cycles: usize, parallel: usize) -
     let _ = fs::create_dir_all(&scratch);
     let end = Instant::now() + SETTLE;
     let mut after = soak.counts();
+    // Host-wide rows count only when no other runtime or test ran during either count.
+    let host_quiet = |a: &Counts| before.others.is_empty() && a.others.is_empty();
     let grew = |a: &Counts| {
         a.rows
             .iter()
             .zip(&before.rows)
-            .any(|((_, v, must), (_, b, _))| *must && v > b)
+            .any(|((_, v, rule), (_, b, _))| {
+                v > b && (*rule == Rule::Own || (*rule == Rule::Host && host_quiet(a)))
+            })
     };
     while grew(&after) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(200));
@@ -334,11 +388,23 @@ pub fn run(runtime: &Path, runtimetest: &Path, cycles: usize, parallel: usize) -
         "# {:<44} {:>10} {:>10} {:>8}",
         "count", "before", "after", "growth"
     );
-    for ((name, b, must), (_, a, _)) in before.rows.iter().zip(&after.rows) {
-        let mark = if *must && a > b {
+    let quiet = host_quiet(&after);
+    if !quiet {
+        let mut o = before.others.clone();
+        o.extend(after.others.iter().cloned());
+        o.sort();
+        o.dedup();
+        println!(
+            "# host busy: other runtime/test processes ran while counting ({}); host-wide rows are shown only",
+            o.iter().take(6).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    for ((name, b, rule), (_, a, _)) in before.rows.iter().zip(&after.rows) {
+        let counts = *rule == Rule::Own || (*rule == Rule::Host && quiet);
+        let mark = if counts && a > b {
             problems.push(format!("{name} grew by {}", a - b));
             "  <- grew"
-        } else if !must {
+        } else if !counts {
             "  (shown only)"
         } else {
             ""
