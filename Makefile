@@ -65,7 +65,7 @@ integration: build runtimetest integration-bin
 # Every case that passes on runc must pass on berth. The SIGKILL cases loop fewer times here
 # (BERTH_IT_KILLS, default 300 in `make integration`): they run on both runtimes.
 compare: build runtimetest integration-bin
-	BERTH_IT_KILLS=$${BERTH_IT_KILLS:-60} \
+	BERTH_IT_KILLS=$${BERTH_IT_KILLS:-30} \
 		$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --compare $$(command -v runc)
 
 # Create/start/exec/kill/delete cycles, SOAK_PARALLEL at a time; fails if host open files,
