@@ -18,6 +18,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const STEPS: &[&str] = &["create", "start", "exec", "kill", "state", "delete"];
+fn ppid(pid: i32) -> Option<i32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let i = s.rfind(')')?;
+    s[i + 2..].split(' ').nth(1)?.parse().ok()
+}
+
 /// How long the counts may take to come back after the last cycle.
 const SETTLE: Duration = Duration::from_secs(10);
 /// Allowed growth of a peak RSS between the first and the last cycles: a fresh process each
@@ -54,8 +60,8 @@ enum Rule {
 #[derive(Clone, Debug)]
 struct Counts {
     rows: Vec<(String, i64, Rule)>,
-    /// Other runtime or test processes seen on the host (pid and name).
-    others: Vec<String>,
+    /// The pids on the host when counted.
+    pids: Vec<i32>,
 }
 
 fn count_dirs(p: &Path) -> i64 {
@@ -85,43 +91,52 @@ fn mount_lines() -> i64 {
 
 impl Soak {
     /// Processes of the soak: tagged by it, or in a cgroup below its parent.
-    fn own_procs(&self) -> i64 {
+    /// Is the process the soak's: tagged by it, in a cgroup below its parent, or below this
+    /// process or the subreaper above it (where every orphan of the soak goes)?
+    fn is_own(&self, pid: i32) -> bool {
         let prefix = format!("{TAG_VAR}={}-", self.parent);
-        let rel = PathBuf::from(&self.parent);
+        let tagged = fs::read(format!("/proc/{pid}/environ")).is_ok_and(|b| {
+            b.split(|c| *c == 0)
+                .any(|v| v.starts_with(prefix.as_bytes()))
+        });
+        tagged || leak::in_cgroup(pid, Path::new(&self.parent)) || self.descends(pid)
+    }
+
+    fn descends(&self, pid: i32) -> bool {
+        let me = std::process::id() as i32;
+        let reaper = unsafe { libc::getppid() };
+        let mut p = pid;
+        for _ in 0..64 {
+            let Some(pp) = ppid(p) else {
+                return false;
+            };
+            if pp == me || (pp == reaper && reaper > 1) {
+                return true;
+            }
+            if pp <= 1 {
+                return false;
+            }
+            p = pp;
+        }
+        false
+    }
+
+    /// Live processes of the soak.
+    fn own_procs(&self) -> i64 {
         leak::pids()
             .into_iter()
-            .filter(|p| {
-                let tagged = fs::read(format!("/proc/{p}/environ")).is_ok_and(|b| {
-                    b.split(|c| *c == 0)
-                        .any(|v| v.starts_with(prefix.as_bytes()))
-                });
-                (tagged || leak::in_cgroup(*p, &rel)) && host::pid_alive(*p as i64)
-            })
+            .filter(|p| self.is_own(*p) && host::pid_alive(*p as i64))
             .count() as i64
     }
 
-    /// Runtime and test processes on the host that are not the soak's.
-    fn others(&self) -> Vec<String> {
-        let me = std::process::id() as i32;
-        let parent = unsafe { libc::getppid() };
-        let prefix = format!("{TAG_VAR}={}-", self.parent);
-        let rel = PathBuf::from(&self.parent);
+    /// Processes that appeared since `before` and are not the soak's: others' activity on the
+    /// host, which moves the host-wide counts.
+    fn foreign_new(&self, before: &[i32]) -> Vec<String> {
+        let reaper = unsafe { libc::getppid() };
         leak::pids()
             .into_iter()
-            .filter(|p| *p != me && *p != parent)
-            .filter_map(|p| {
-                let c = leak::comm(p);
-                let runtime = c.starts_with("berth")
-                    || c.starts_with("runc")
-                    || c.starts_with("integration")
-                    || c.starts_with("conmon")
-                    || c.starts_with("containerd");
-                let ours = fs::read(format!("/proc/{p}/environ")).is_ok_and(|b| {
-                    b.split(|c| *c == 0)
-                        .any(|v| v.starts_with(prefix.as_bytes()))
-                }) || leak::in_cgroup(p, &rel);
-                (runtime && !ours).then(|| format!("{p} {c}"))
-            })
+            .filter(|p| *p != reaper && !before.contains(p) && !self.is_own(*p))
+            .map(|p| format!("{p} {}", leak::comm(p)))
             .collect()
     }
 
@@ -171,7 +186,7 @@ impl Soak {
         }
         Counts {
             rows,
-            others: self.others(),
+            pids: leak::pids(),
         }
     }
 
@@ -358,8 +373,8 @@ pub fn run(runtime: &Path, runtimetest: &Path, cycles: usize, parallel: usize) -
     let _ = fs::create_dir_all(&scratch);
     let end = Instant::now() + SETTLE;
     let mut after = soak.counts();
-    // Host-wide rows count only when no other runtime or test ran during either count.
-    let host_quiet = |a: &Counts| before.others.is_empty() && a.others.is_empty();
+    // Host-wide rows count only when nothing else started a process on the host meanwhile.
+    let host_quiet = |_: &Counts| soak.foreign_new(&before.pids).is_empty();
     let grew = |a: &Counts| {
         a.rows
             .iter()
@@ -390,12 +405,10 @@ pub fn run(runtime: &Path, runtimetest: &Path, cycles: usize, parallel: usize) -
     );
     let quiet = host_quiet(&after);
     if !quiet {
-        let mut o = before.others.clone();
-        o.extend(after.others.iter().cloned());
-        o.sort();
-        o.dedup();
+        let o = soak.foreign_new(&before.pids);
         println!(
-            "# host busy: other runtime/test processes ran while counting ({}); host-wide rows are shown only",
+            "# host busy: {} processes not the soak's started meanwhile (e.g. {}); host-wide rows are shown only",
+            o.len(),
             o.iter().take(6).cloned().collect::<Vec<_>>().join(", ")
         );
     }
