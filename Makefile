@@ -11,7 +11,7 @@ DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
 	build-faults test-faults \
-	test-clients test-apparmor test-cgroupv2 lint demo clean
+	test-clients test-apparmor test-cgroupv2 lint demo clean soak soak-short
 
 all: build
 
@@ -63,9 +63,23 @@ unit:
 integration: build runtimetest integration-bin
 	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST)
 
-# Every case that passes on runc must pass on berth.
+# Every case that passes on runc must pass on berth. The SIGKILL cases loop fewer times here
+# (BERTH_IT_KILLS, default 300 in `make integration`): they run on both runtimes.
 compare: build runtimetest integration-bin
-	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --compare $$(command -v runc)
+	BERTH_IT_KILLS=$${BERTH_IT_KILLS:-30} \
+		$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --compare $$(command -v runc)
+
+# Create/start/exec/kill/delete cycles, SOAK_PARALLEL at a time; fails if host open files,
+# mounts, processes, cgroup directories or berth's peak RSS grew. Not part of `make test`
+# (a few minutes); `soak-short` (100 cycles) is.
+SOAK_CYCLES ?= 2000
+SOAK_PARALLEL ?= 4
+soak: build runtimetest integration-bin
+	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) \
+		--soak $(SOAK_CYCLES) --parallel $(SOAK_PARALLEL)
+
+soak-short: build runtimetest integration-bin
+	$(INTEGRATION) --runtime $(BERTH) --runtimetest $(RUNTIMETEST) --soak 100 --parallel 2
 
 # ctr, Docker and Podman run the same scenarios with berth and with runc (a table per client);
 # fails when berth fails any. About 5 minutes.
@@ -84,7 +98,7 @@ test-faults: build-faults runtimetest integration-bin
 	BERTH_IT_FAULTS=1 $(INTEGRATION) --runtime $(BERTH_FAULTS) --runtimetest $(RUNTIMETEST) \
 		--filter faults/
 
-test: deps unit integration compare test-faults test-clients
+test: deps unit integration compare test-faults soak-short test-clients
 
 # process.apparmorProfile for real: this host has no AppArmor, so the check runs in a QEMU guest
 # on Debian's kernel (../shared/vm, beside the repo), which has it. The guest's root is this

@@ -4,17 +4,16 @@
 mod bundle;
 mod cases;
 mod host;
+mod leak;
 mod runtime;
+mod soak;
 
 use cases::{Case, Ctx, Fail};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Whole-case budget; each runtime call additionally has its own timeout.
-const CASE_TIMEOUT: Duration = Duration::from_secs(60);
-
-const USAGE: &str = "usage: integration [--runtime PATH] [--runtimetest PATH] [--compare PATH] [--filter SUBSTR[,SUBSTR...]] [--systemd-cgroup] [--list]";
+const USAGE: &str = "usage: integration [--runtime PATH] [--runtimetest PATH] [--compare PATH] [--filter SUBSTR[,SUBSTR...]] [--systemd-cgroup] [--list] [--soak CYCLES [--parallel P]]";
 
 struct Args {
     runtime: PathBuf,
@@ -22,6 +21,8 @@ struct Args {
     compare: Option<PathBuf>,
     filter: Option<String>,
     list: bool,
+    soak: Option<usize>,
+    parallel: usize,
 }
 
 fn absolute(p: PathBuf) -> PathBuf {
@@ -43,6 +44,8 @@ fn parse_args() -> Result<Args, String> {
         compare: None,
         filter: None,
         list: false,
+        soak: None,
+        parallel: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,6 +65,19 @@ fn parse_args() -> Result<Args, String> {
             "--compare" => a.compare = Some(value("--compare")?.into()),
             "--filter" => a.filter = Some(value("--filter")?),
             "--list" => a.list = true,
+            "--soak" => {
+                let v = value("--soak")?;
+                a.soak = Some(
+                    v.parse()
+                        .map_err(|_| format!("--soak {v:?}: not a count"))?,
+                );
+            }
+            "--parallel" => {
+                let v = value("--parallel")?;
+                a.parallel = v
+                    .parse()
+                    .map_err(|_| format!("--parallel {v:?}: not a count"))?;
+            }
             "--systemd-cgroup" => host::set_systemd_mode(true),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -96,7 +112,8 @@ impl Outcome {
 /// Run one case against one runtime, always cleaning up afterwards.
 fn run_case(case: &Case, runtime: &Path, runtimetest: &Path, serial: usize) -> Outcome {
     let base_id = format!("berth-it-{}-{serial}", std::process::id());
-    let deadline = Instant::now() + CASE_TIMEOUT;
+    let budget = cases::timeout_for(case.name);
+    let deadline = Instant::now() + budget;
     let mut ctx = match Ctx::new(runtime, runtimetest, &base_id, deadline) {
         Ok(c) => c,
         Err(e) => return Outcome::Fail(format!("harness: cannot create temp dirs: {e}")),
@@ -119,7 +136,7 @@ fn run_case(case: &Case, runtime: &Path, runtimetest: &Path, serial: usize) -> O
         let prev = outcome.text();
         outcome = Outcome::Fail(format!(
             "case exceeded {}s timeout ({prev})",
-            CASE_TIMEOUT.as_secs()
+            budget.as_secs()
         ));
     }
     let leaks = cleanup(ctx);
@@ -244,6 +261,14 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(cycles) = args.soak {
+        std::process::exit(soak::run(
+            &args.runtime,
+            &args.runtimetest,
+            cycles,
+            args.parallel,
+        ));
+    }
     let cases: Vec<Case> = cases::all()
         .into_iter()
         .filter(|c| {

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub struct Out {
     pub stderr: String,
     pub timed_out: bool,
     pub cmd: String,
+    /// Peak resident set of the runtime process, in KiB (wait4's ru_maxrss; 0 if unknown).
+    pub maxrss_kb: i64,
 }
 
 impl Out {
@@ -98,6 +100,16 @@ impl Runtime {
     }
 
     pub fn exec_opts(&self, args: &[&str], opts: Opts) -> Out {
+        let timeout = opts.timeout;
+        match self.spawn(args, opts) {
+            Ok(r) => r.wait(timeout),
+            Err(out) => out,
+        }
+    }
+
+    /// Starts the runtime without waiting for it (in its own process group); `Running::wait`
+    /// collects it. The error is an `Out` saying why it could not run.
+    pub fn spawn(&self, args: &[&str], opts: Opts) -> Result<Running, Out> {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let out_path = opts
             .stdout
@@ -119,37 +131,34 @@ impl Runtime {
             cmdline.push(' ');
             cmdline.push_str(a);
         }
-        let mut out = Out {
-            code: None,
-            signal: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            timed_out: false,
-            cmd: cmdline,
-        };
-        match self.spawn_wait(args, &opts, &out_path, &err_path) {
-            Ok((status, timed_out)) => {
-                out.code = status.code();
-                out.signal = status.signal();
-                out.timed_out = timed_out;
-            }
-            Err(e) => {
-                out.stderr = format!("failed to execute runtime: {e}");
-                return out;
-            }
+        match self.spawn_child(args, &opts, &out_path, &err_path) {
+            Ok(child) => Ok(Running {
+                child,
+                cmd: cmdline,
+                out_path,
+                err_path,
+                started: Instant::now(),
+                deadline: self.deadline,
+            }),
+            Err(e) => Err(Out {
+                code: None,
+                signal: None,
+                stdout: String::new(),
+                stderr: format!("failed to execute runtime: {e}"),
+                timed_out: false,
+                cmd: cmdline,
+                maxrss_kb: 0,
+            }),
         }
-        out.stdout = read_lossy(&out_path);
-        out.stderr = read_lossy(&err_path);
-        out
     }
 
-    fn spawn_wait(
+    fn spawn_child(
         &self,
         args: &[&str],
         opts: &Opts,
         out_path: &Path,
         err_path: &Path,
-    ) -> io::Result<(std::process::ExitStatus, bool)> {
+    ) -> io::Result<Child> {
         let mut cmd = Command::new(&self.path);
         cmd.arg("--root").arg(&self.root);
         if crate::host::systemd_mode() {
@@ -191,26 +200,92 @@ impl Runtime {
         for fd in &high {
             unsafe { libc::close(*fd) };
         }
-        let mut child = spawned?;
-        let now = Instant::now();
-        let timeout = opts
-            .timeout
+        spawned
+    }
+}
+
+/// A runtime invocation that has been started and not yet collected.
+pub struct Running {
+    child: Child,
+    pub cmd: String,
+    out_path: PathBuf,
+    err_path: PathBuf,
+    pub started: Instant,
+    deadline: Instant,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL to the runtime process only (not its process group).
+    pub fn kill9(&self) {
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+    }
+
+    /// Has it exited? Does not reap it.
+    pub fn exited(&self) -> bool {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        r == 0 && unsafe { info.si_pid() } != 0
+    }
+
+    /// Waits for the runtime (SIGKILLing its process group at the timeout or the case
+    /// deadline), with its peak RSS from wait4.
+    pub fn wait(self, timeout: Option<Duration>) -> Out {
+        let limit = timeout
             .unwrap_or(CALL_TIMEOUT)
-            .min(self.deadline.saturating_duration_since(now));
-        let mut sleep = Duration::from_millis(2);
+            .min(self.deadline.saturating_duration_since(self.started));
+        let pid = self.pid();
+        let mut out = Out {
+            code: None,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            timed_out: false,
+            cmd: self.cmd.clone(),
+            maxrss_kb: 0,
+        };
+        // Fine-grained at first: the reliability cases time runtime steps with this.
+        let mut sleep = Duration::from_micros(100);
         loop {
-            if let Some(st) = child.try_wait()? {
-                return Ok((st, false));
+            let mut status = 0;
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+            if r == pid {
+                let st = std::process::ExitStatus::from_raw(status);
+                out.code = st.code();
+                out.signal = st.signal();
+                out.maxrss_kb = ru.ru_maxrss;
+                break;
             }
-            if now.elapsed() >= timeout {
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.kill();
-                let st = child.wait()?;
-                return Ok((st, true));
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                out.stderr = format!("wait4: {e}");
+                return out;
+            }
+            if !out.timed_out && self.started.elapsed() >= limit {
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                out.timed_out = true;
             }
             std::thread::sleep(sleep);
-            sleep = (sleep * 2).min(Duration::from_millis(25));
+            sleep = (sleep * 2).min(Duration::from_millis(5));
         }
+        out.stdout = read_lossy(&self.out_path);
+        out.stderr = read_lossy(&self.err_path);
+        out
     }
 }
 

@@ -22,7 +22,9 @@ pub mod features;
 pub mod hooks;
 pub mod lifecycle;
 pub mod paths;
+pub mod races;
 pub mod records;
+pub mod reliability;
 pub mod seccomp;
 pub mod systemd;
 
@@ -86,7 +88,24 @@ pub fn all() -> Vec<Case> {
     v.extend(systemd::cases());
     v.extend(faults::cases());
     v.extend(records::cases());
+    v.extend(reliability::cases());
+    v.extend(races::cases());
     v
+}
+
+/// The whole-case budget: 60 s, more for the cases that loop (they bound every call
+/// themselves, so a hang still fails).
+pub fn timeout_for(name: &str) -> Duration {
+    if name.starts_with("reliability/sigkill") {
+        Duration::from_secs(900)
+    } else if name.starts_with("races/")
+        || name.starts_with("reliability/")
+        || name.starts_with("faults/")
+    {
+        Duration::from_secs(180)
+    } else {
+        Duration::from_secs(60)
+    }
 }
 
 /// Host namespace types and the env suffix runtimetest expects.
@@ -414,6 +433,7 @@ fn harness_err(e: std::io::Error) -> Out {
         stderr: format!("harness could not write config: {e}"),
         timed_out: false,
         cmd: "(not run)".into(),
+        maxrss_kb: 0,
     }
 }
 
