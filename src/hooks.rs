@@ -108,20 +108,23 @@ fn run(kind: Kind, hook: &Hook, state: &str) -> Result<()> {
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
     set_nonblocking(&reader);
+    // Waits in poll on the hook's pidfd and its output, never in a sleep loop.
+    let pidfd =
+        crate::sys::pidfd_open(child.id() as i32).map_err(|e| fail(format!("pidfd_open: {e}")))?;
     let mut output = Vec::new();
+    let mut reader_open = true;
     let status = loop {
-        let mut buf = [0u8; 4096];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) if output.len() < 64 * 1024 => output.extend_from_slice(&buf[..n]),
-                Ok(_) => {}
-            }
+        if reader_open {
+            reader_open = drain(&mut reader, &mut output);
         }
         if let Some(status) = child.try_wait().map_err(|e| fail(format!("wait: {e}")))? {
+            if reader_open {
+                drain(&mut reader, &mut output);
+            }
             break status;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
             let _ = child.kill();
             let _ = child.wait();
             return Err(fail(format!(
@@ -129,7 +132,7 @@ fn run(kind: Kind, hook: &Hook, state: &str) -> Result<()> {
                 hook.timeout().unwrap_or_default()
             )));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        wait_readable(&pidfd, reader_open.then_some(&reader), left);
     };
     if status.success() {
         return Ok(());
@@ -145,6 +148,40 @@ fn run(kind: Kind, hook: &Hook, state: &str) -> Result<()> {
     } else {
         format!("{how}: {}", out.trim())
     }))
+}
+
+/// Reads what the hook has written so far (up to 64 KiB is kept); false once it is at EOF.
+fn drain(reader: &mut impl Read, output: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) if output.len() < 64 * 1024 => output.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Blocks until the hook exits (its pidfd), writes output, or `timeout` passes.
+fn wait_readable(
+    pidfd: &std::os::fd::OwnedFd,
+    output: Option<&impl std::os::fd::AsFd>,
+    timeout: Option<Duration>,
+) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    if let Some(o) = output {
+        fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
+    }
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t.as_millis().clamp(1, i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX),
+    };
+    let _ = poll(&mut fds, timeout);
 }
 
 fn set_nonblocking(fd: &impl std::os::fd::AsFd) {

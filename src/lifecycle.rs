@@ -532,8 +532,12 @@ pub fn pause(ctx: &Context, id: &str, frozen: bool) -> Result<()> {
 pub fn list(ctx: &Context) -> Result<Vec<OciState>> {
     let mut out = Vec::new();
     for id in state::list_ids(&ctx.root)? {
-        if let Ok(st) = state::read_unlocked(&ctx.root, &id) {
-            out.push(st.current(&ctx.root.join(&id)));
+        match state::read_unlocked(&ctx.root, &id) {
+            Ok(st) => out.push(st.current(&ctx.root.join(&id))),
+            // Said on stderr, so the operator learns of it; the list itself stays parseable.
+            Err(e @ Error::CorruptState { .. }) => logging::warn(&format!("list: {id}: {e}")),
+            // Removed by a delete while we listed.
+            Err(_) => {}
         }
     }
     Ok(out)
