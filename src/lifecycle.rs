@@ -106,6 +106,7 @@ fn intent(ctx: &Context, id: &str, bundle: &bundle::Bundle) -> Result<ContainerS
         cgroup_created_depth: cgroups::first_missing_depth(&cgroup_path),
         cgroup_path,
         systemd_cgroup: ctx.systemd_cgroup,
+        unit_started: ctx.systemd_cgroup.then_some(false),
         own_pid_ns: false,
         rootfs_mount_before,
         config: bundle.spec.clone(),
@@ -160,6 +161,7 @@ fn create_in(
                 record.oci.pid = p.pid;
                 record.init_start_time = p.start_time;
             }
+            spawn::Made::Unit => record.unit_started = Some(true),
         }
         dir.save(record)
     };
@@ -438,7 +440,12 @@ fn release_host_mounts(st: &ContainerState) -> Result<()> {
 fn destroy(dir: StateDir, st: &ContainerState) -> Result<()> {
     logging::timed("delete: release host mounts", || release_host_mounts(st))?;
     logging::timed("delete: remove cgroup", || {
-        cgroups::remove(&st.cgroup_path, st.cgroup_created_depth, st.systemd_cgroup)
+        // A unit create never started is not berth's to stop (it may be someone else's).
+        let unit = st.systemd_cgroup && st.unit_started != Some(false);
+        if st.systemd_cgroup && !unit {
+            return Ok(());
+        }
+        cgroups::remove(&st.cgroup_path, st.cgroup_created_depth, unit)
     })?;
     let poststop = logging::timed("delete: poststop hooks", || {
         if st.half_made() {

@@ -52,6 +52,8 @@ pub struct SpawnRequest<'a> {
 pub enum Made {
     Stage(ProcId),
     Init(ProcId),
+    /// The systemd unit holding the cgroup (`--systemd-cgroup`).
+    Unit,
 }
 
 pub struct Spawned {
@@ -270,6 +272,12 @@ fn spawn_inner<'a>(
         logging::timed("create: start the systemd unit", || {
             cgroups::systemd::start(req.cgroup_path, init_pid, &all, req.id)
         })?;
+        undo.cgroup = Some((
+            req.cgroup_path,
+            req.cgroup_created_depth,
+            req.systemd_cgroup,
+        ));
+        record(Made::Unit)?;
     }
     undo.cgroup = Some((
         req.cgroup_path,

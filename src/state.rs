@@ -104,6 +104,11 @@ pub struct ContainerState {
     pub cgroup_created_depth: usize,
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// With `systemd_cgroup`: whether create's systemd unit was started (false until it is, so
+    /// a create killed before cannot make delete stop a unit of that name it never owned;
+    /// absent in older records, which only exist for started units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_started: Option<bool>,
     /// True when the container has its own pid namespace (kill then needs only the init).
     #[serde(default)]
     pub own_pid_ns: bool,
