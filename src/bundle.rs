@@ -28,7 +28,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let config_path = dir.join("config.json");
     let data =
         fs::read(&config_path).map_err(|e| Error::io("read bundle config", &config_path, e))?;
-    let spec: Spec = serde_json::from_slice(&data)
+    let spec = parse_spec(&data)
         .map_err(|e| Error::config(config_path.display().to_string(), e.to_string()))?;
     let root = spec
         .root()
@@ -45,12 +45,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     }
     validate(&spec)?;
     let started = std::time::Instant::now();
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()?;
+    let seccomp = compile_seccomp(&spec)?;
     if let Some(f) = &seccomp {
         crate::logging::debug(&format!(
             "linux.seccomp: compiled to {} BPF instructions in {} µs",
@@ -73,6 +68,31 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         seccomp,
         labels,
     })
+}
+
+/// config.json's bytes as a spec: JSON syntax and types only (the error is serde's, with line
+/// and column; `load` prefixes the file's path).
+pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, serde_json::Error> {
+    serde_json::from_slice(data)
+}
+
+/// What `load` checks of config.json apart from the bundle directory: parse, the MUST rules
+/// (`validate`, which still looks at namespace files and bind sources on the host) and the
+/// seccomp profile (`compile_seccomp`). The fuzz target runs this.
+pub fn parse_config(data: &[u8]) -> Result<(Spec, Option<seccomp::Filter>)> {
+    let spec = parse_spec(data).map_err(|e| Error::config("config.json", e.to_string()))?;
+    validate(&spec)?;
+    let filter = compile_seccomp(&spec)?;
+    Ok((spec, filter))
+}
+
+/// `linux.seccomp` compiled, if the spec has one.
+pub fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Filter>> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
 }
 
 /// The MUST rules of config.md / config-linux.md that berth can check up front.

@@ -1,0 +1,81 @@
+//! Hostile config.json and process.json, at the library level: the functions the fuzz targets
+//! run, the seed corpora they start from, and the defences found by the hostile cases.
+
+use std::fs;
+use std::path::Path;
+
+use berth::bundle::parse_config;
+use berth::exec::parse_process;
+
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut v: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.display().to_string(), fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no seeds in {}", dir.display());
+    v
+}
+
+/// The seeds are the shapes berth must accept: a seed that fails starts the fuzzer in the
+/// rejection paths only.
+#[test]
+fn config_seeds_are_accepted() {
+    for (name, data) in seeds("config") {
+        if let Err(e) = parse_config(&data) {
+            panic!("{name}: {e}");
+        }
+    }
+}
+
+#[test]
+fn process_seeds_are_accepted() {
+    for (name, data) in seeds("process") {
+        if let Err(e) = parse_process(&data) {
+            panic!("{name}: {e}");
+        }
+    }
+}
+
+/// JSON is UTF-8 with valid escapes; anything else is a parse error naming the file.
+#[test]
+fn malformed_json_names_the_file() {
+    let base = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+ "process":{"cwd":"/","args":["MARK"],"user":{"uid":0,"gid":0}},
+ "linux":{"namespaces":[{"type":"mount"}]}}"#;
+    let spliced = |with: &[u8]| -> Vec<u8> {
+        let at = base.windows(4).position(|w| w == b"MARK").unwrap();
+        [&base[..at], with, &base[at + 4..]].concat()
+    };
+    assert!(parse_config(&spliced(b"sh")).is_ok());
+    for bad in [&b"\xff\xfe"[..], b"\\udc80", b"\\ud800", b"\\q", b"\x00"] {
+        let e = parse_config(&spliced(bad)).unwrap_err().to_string();
+        assert!(e.contains("config.json"), "{bad:?}: {e}");
+    }
+    for bad in [&b""[..], b"null", b"{", b"{\"ociVersion\": 1}"] {
+        let e = parse_config(bad).unwrap_err().to_string();
+        assert!(e.contains("config.json"), "{bad:?}: {e}");
+    }
+    // serde takes a struct from an array of its fields too; an empty one is a spec with no
+    // version, refused as such.
+    let e = parse_config(b"[]").unwrap_err().to_string();
+    assert!(e.contains("ociVersion"), "{e}");
+    let e = parse_process(b"{\"args\":[\"\\udc80\"],\"cwd\":\"/\"}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("process.json"), "{e}");
+    let e = parse_process(b"{\"args\":[],\"cwd\":\"/\",\"user\":{\"uid\":0,\"gid\":0}}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("process.args"), "{e}");
+    let e = parse_process(b"{\"args\":[\"sh\"],\"cwd\":\"rel\",\"user\":{\"uid\":0,\"gid\":0}}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("process.cwd"), "{e}");
+}
