@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -245,14 +246,26 @@ pub fn validate(spec: &Spec) -> Result<()> {
 
 /// A namespace file must be a namespace of the type it is listed as.
 fn check_ns_path(typ: LinuxNamespaceType, path: &Path) -> Result<()> {
-    let file = fs::File::open(path)
-        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
-    let actual = namespaces::ns_type_of_fd(file.as_raw_fd()).map_err(|e| {
+    let not_ns = |why: String| {
         Error::config(
             "linux.namespaces",
-            format!("{} is not a namespace file: {e}", path.display()),
+            format!("{} is not a namespace file: {why}", path.display()),
         )
-    })?;
+    };
+    // Namespace files (nsfs) are regular files. Opening anything else could block (a FIFO
+    // with no writer hangs `create`) or act on a device, so those are refused unopened;
+    // O_NONBLOCK covers a FIFO swapped in after the check.
+    let md = fs::metadata(path)
+        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
+    if !md.is_file() {
+        return Err(not_ns(format!("it is a {}", file_kind(&md))));
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
+    let actual = namespaces::ns_type_of_fd(file.as_raw_fd()).map_err(|e| not_ns(e.to_string()))?;
     if actual != namespaces::clone_flag(typ) {
         return Err(Error::config(
             "linux.namespaces",
@@ -264,6 +277,21 @@ fn check_ns_path(typ: LinuxNamespaceType, path: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+fn file_kind(md: &fs::Metadata) -> &'static str {
+    let t = md.file_type();
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else {
+        "special file"
+    }
 }
 
 /// Sysctls are namespaced; setting one the container does not own would change the host.

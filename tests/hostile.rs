@@ -3,6 +3,8 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use berth::bundle::parse_config;
 use berth::exec::parse_process;
@@ -78,4 +80,28 @@ fn malformed_json_names_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("process.cwd"), "{e}");
+}
+
+/// A FIFO named as a namespace file: opening it would wait for a writer forever. The check
+/// runs in a thread so that a regression fails the test instead of hanging it.
+#[test]
+fn namespace_path_fifo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2", "root": {"path": "rootfs"},
+        "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
+        "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": fifo}]}
+    })
+    .to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(parse_config(config.as_bytes()).map(|_| ()));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("validation blocked on the FIFO");
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("linux.namespaces") && e.contains("FIFO"), "{e}");
 }
