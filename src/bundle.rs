@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -35,9 +35,21 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         .root()
         .as_ref()
         .ok_or_else(|| Error::config("root", "missing"))?;
-    let rootfs = dir.join(root.path());
-    let rootfs = fs::canonicalize(&rootfs)
-        .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
+    let given = lexical(&dir.join(root.path()));
+    let rootfs = fs::canonicalize(&given)
+        .map_err(|e| Error::config("root.path", format!("{}: {e}", given.display())))?;
+    // As runc: a link in the path could be re-pointed between this check and the mount, so a
+    // rootfs is named by its real path or refused. (`dir` is already resolved.)
+    if rootfs != given {
+        return Err(Error::config(
+            "root.path",
+            format!(
+                "{} goes through a symlink (to {}): give the real path",
+                given.display(),
+                rootfs.display()
+            ),
+        ));
+    }
     if !rootfs.is_dir() {
         return Err(Error::config(
             "root.path",
@@ -69,6 +81,22 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         seccomp,
         labels,
     })
+}
+
+/// `p` with `.` and `..` resolved as text, not through the filesystem (as runc's Clean): only
+/// a symlink makes the real path differ from it.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// config.json's bytes as a spec: JSON syntax and types only (the error is serde's, with line

@@ -2,11 +2,12 @@
 //! run, the seed corpora they start from, and the defences found by the hostile cases.
 
 use std::fs;
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use berth::bundle::parse_config;
+use berth::bundle::{self, parse_config};
 use berth::exec::parse_process;
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -104,4 +105,43 @@ fn namespace_path_fifo_is_refused_at_once() {
         .expect("validation blocked on the FIFO");
     let e = r.unwrap_err().to_string();
     assert!(e.contains("linux.namespaces") && e.contains("FIFO"), "{e}");
+}
+
+fn bundle_with_root(path: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("rootfs")).unwrap();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2", "root": {"path": path},
+        "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
+        "linux": {"namespaces": [{"type": "mount"}]}
+    });
+    fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+/// As runc: root.path is the real path of the rootfs, or refused.
+#[test]
+fn rootfs_through_a_symlink_is_refused() {
+    let ok = bundle_with_root("rootfs");
+    assert!(bundle::load(ok.path()).is_ok());
+    // `.` and `..` are resolved as text, so these name the same real directory.
+    let dotted = bundle_with_root("./x/../rootfs/.");
+    fs::create_dir(dotted.path().join("x")).unwrap();
+    assert!(bundle::load(dotted.path()).is_ok());
+
+    let linked = bundle_with_root("link");
+    symlink("rootfs", linked.path().join("link")).unwrap();
+    let e = bundle::load(linked.path())
+        .err()
+        .expect("accepted")
+        .to_string();
+    assert!(e.contains("root.path") && e.contains("symlink"), "{e}");
+
+    let inner = bundle_with_root("via/rootfs");
+    symlink(".", inner.path().join("via")).unwrap();
+    let e = bundle::load(inner.path())
+        .err()
+        .expect("accepted")
+        .to_string();
+    assert!(e.contains("root.path") && e.contains("symlink"), "{e}");
 }
