@@ -26,6 +26,17 @@ pub struct Bundle {
 
 pub fn load(dir: &Path) -> Result<Bundle> {
     let dir = fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
+    // The state and the hooks' state JSON carry the path as a string; refused here, before
+    // anything exists, rather than when the state is written.
+    if dir.to_str().is_none() {
+        return Err(Error::config(
+            "bundle",
+            format!(
+                "{} is not valid UTF-8, and the state records the path as a JSON string",
+                dir.display()
+            ),
+        ));
+    }
     let config_path = dir.join("config.json");
     let data =
         fs::read(&config_path).map_err(|e| Error::io("read bundle config", &config_path, e))?;

@@ -145,3 +145,17 @@ fn rootfs_through_a_symlink_is_refused() {
         .to_string();
     assert!(e.contains("root.path") && e.contains("symlink"), "{e}");
 }
+
+/// A bundle path that is not UTF-8 cannot be recorded in the state: refused up front, naming
+/// the bundle, instead of failing when the state is written.
+#[test]
+fn bundle_path_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let top = bundle_with_root("rootfs");
+    let odd = top.path().join(std::ffi::OsStr::from_bytes(b"bundle-\xff"));
+    fs::create_dir(&odd).unwrap();
+    fs::rename(top.path().join("rootfs"), odd.join("rootfs")).unwrap();
+    fs::rename(top.path().join("config.json"), odd.join("config.json")).unwrap();
+    let e = bundle::load(&odd).err().expect("accepted").to_string();
+    assert!(e.contains("bundle") && e.contains("UTF-8"), "{e}");
+}
