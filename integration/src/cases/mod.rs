@@ -19,6 +19,7 @@ pub mod exe;
 pub mod exec;
 pub mod features;
 pub mod hooks;
+pub mod hostile;
 pub mod lifecycle;
 pub mod paths;
 pub mod seccomp;
@@ -82,6 +83,7 @@ pub fn all() -> Vec<Case> {
     v.extend(cgroups::cases());
     v.extend(events::cases());
     v.extend(systemd::cases());
+    v.extend(hostile::cases());
     v
 }
 
