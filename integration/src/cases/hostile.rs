@@ -1,4 +1,4 @@
-//! Hostile input through the CLI: bad ids, a 10 MB environment, malformed config.json, thousands of
+//! Hostile input through the CLI: bad ids, oversized and malformed config.json, thousands of
 //! mounts, very deep paths, bytes that are not UTF-8, a symlinked rootfs, a read-only bundle and
 //! a FIFO where a namespace file should be. Each must work or be refused with an error that
 //! names the field or file, promptly, leaving nothing behind: no state dir, no cgroup, no mount
@@ -7,7 +7,7 @@
 use super::{leftovers, mentions_any, Case, Ct, Ctx, R};
 use crate::runtime::{one_line, Opts};
 use crate::{bail, ensure, host};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +20,10 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "hostile/invalid_ids",
             run: invalid_ids,
+        },
+        Case {
+            name: "hostile/huge_annotations",
+            run: huge_annotations,
         },
         Case {
             name: "hostile/huge_env",
@@ -183,6 +187,27 @@ fn invalid_ids(ctx: &mut Ctx) -> R {
     let esc = host::cgroup_dirs_matching(&ctx.base_id);
     ensure!(esc.is_empty(), "cgroup dirs created: {esc:?}");
     Ok(())
+}
+
+/// About 10 MB of annotations: they only travel into the state, so this must work (runc runs
+/// it). Kubernetes alone allows 256 KB of them per pod.
+fn huge_annotations(ctx: &mut Ctx) -> R {
+    let mut ct = ctx.container(&["echo", OK])?;
+    let value = "v".repeat(1000);
+    let mut ann = serde_json::Map::new();
+    for i in 0..10_000 {
+        ann.insert(format!("org.berth.test.{i}"), json!(value));
+    }
+    ct.b.config["annotations"] = Value::Object(ann);
+    let o = run_slow(&ct)?;
+    ensure!(
+        o.success(),
+        "run with 10 MB of annotations: {}; stderr: {}",
+        o.brief(),
+        one_line(&ct.stderr_text(), 300)
+    );
+    ran(&ct)?;
+    nothing_left(ctx, &ct)
 }
 
 /// About 10 MB of environment: more than execve takes (E2BIG), so this may fail, but clearly.
