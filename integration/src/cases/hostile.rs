@@ -338,7 +338,8 @@ fn config_not_utf8(ctx: &mut Ctx) -> R {
 fn bundle_path_not_utf8(ctx: &mut Ctx) -> R {
     let ct = ctx.container(&["echo", OK])?;
     ct.b.write()?;
-    let odd = ctx.tmp.join(OsStr::from_bytes(b"bundle-\xff\xfe"));
+    // No "bundle" in the name, so an error can only name the bundle by saying so.
+    let odd = ctx.tmp.join(OsStr::from_bytes(b"odd-\xff\xfe"));
     fs::rename(&ct.b.dir, &odd)?;
     let mut cmd = Command::new(&ctx.rt.path);
     cmd.arg("--root")
