@@ -11,7 +11,7 @@ DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
 	build-faults test-faults \
-	test-clients test-apparmor test-cgroupv2 lint demo clean soak soak-short
+	test-clients test-apparmor test-cgroupv2 lint demo clean soak soak-short fuzz fuzz-short fuzz-deps
 
 all: build
 
@@ -98,7 +98,48 @@ test-faults: build-faults runtimetest integration-bin
 	BERTH_IT_FAULTS=1 $(INTEGRATION) --runtime $(BERTH_FAULTS) --runtimetest $(RUNTIMETEST) \
 		--filter faults/
 
-test: deps unit integration compare test-faults soak-short test-clients
+test: deps unit fuzz-short integration compare test-faults soak-short test-clients
+
+# libFuzzer on what berth parses from untrusted files (fuzz/fuzz_targets): config.json with its
+# checks and seccomp compile, and exec's process.json. A crash, a panic or an input that takes
+# over FUZZ_TIMEOUT seconds fails the run; the input is left in fuzz/artifacts/TARGET/.
+# cargo fuzz passes rustc flags that stable refuses unless RUSTC_BOOTSTRAP is set, and a machine
+# here has only the stable toolchain. No sanitizer (-s none): the targets are safe Rust, and
+# ASan would slow every run for no gain there. Instrumented builds go in their own target dir.
+FUZZ_TARGETS := config process
+FUZZ_SECONDS ?= 60
+FUZZ_SHORT_SECONDS ?= 15
+FUZZ_TIMEOUT ?= 10
+FUZZ_CARGO := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_BUILD_FLAGS := -s none --target-dir $(abspath $(TARGET_DIR))/fuzz
+CARGO_FUZZ_VERSION := 0.13.2
+
+fuzz-deps:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || \
+		CARGO_TARGET_DIR=$(abspath $(TARGET_DIR))/cargo-fuzz-install \
+		$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+# Seeds (fuzz/seeds, checked in) are read; what the fuzzer finds goes to fuzz/corpus (not
+# checked in), which later runs start from.
+define fuzz_run
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t && \
+		echo "fuzz: $$t for $(1) s" && \
+		$(FUZZ_CARGO) run $(FUZZ_BUILD_FLAGS) $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(1) -timeout=$(FUZZ_TIMEOUT) -dict=fuzz/oci.dict \
+			-print_final_stats=1 2>fuzz/corpus/$$t.log || \
+			{ tail -n 40 fuzz/corpus/$$t.log; echo "fuzz: $$t FAILED (log: fuzz/corpus/$$t.log)"; exit 1; }; \
+		grep -E '^(Done|stat::number_of_executed_units)' fuzz/corpus/$$t.log; \
+	done
+endef
+
+fuzz: fuzz-deps
+	$(FUZZ_CARGO) build $(FUZZ_BUILD_FLAGS)
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+fuzz-short: fuzz-deps
+	$(FUZZ_CARGO) build $(FUZZ_BUILD_FLAGS)
+	$(call fuzz_run,$(FUZZ_SHORT_SECONDS))
 
 # process.apparmorProfile for real: this host has no AppArmor, so the check runs in a QEMU guest
 # on Debian's kernel (../shared/vm, beside the repo), which has it. The guest's root is this

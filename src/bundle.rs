@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -25,18 +26,41 @@ pub struct Bundle {
 
 pub fn load(dir: &Path) -> Result<Bundle> {
     let dir = fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
+    // The state and the hooks' state JSON carry the path as a string; refused here, before
+    // anything exists, rather than when the state is written.
+    if dir.to_str().is_none() {
+        return Err(Error::config(
+            "bundle",
+            format!(
+                "{} is not valid UTF-8, and the state records the path as a JSON string",
+                dir.display()
+            ),
+        ));
+    }
     let config_path = dir.join("config.json");
     let data =
         fs::read(&config_path).map_err(|e| Error::io("read bundle config", &config_path, e))?;
-    let spec: Spec = serde_json::from_slice(&data)
+    let spec = parse_spec(&data)
         .map_err(|e| Error::config(config_path.display().to_string(), e.to_string()))?;
     let root = spec
         .root()
         .as_ref()
         .ok_or_else(|| Error::config("root", "missing"))?;
-    let rootfs = dir.join(root.path());
-    let rootfs = fs::canonicalize(&rootfs)
-        .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
+    let given = lexical(&dir.join(root.path()));
+    let rootfs = fs::canonicalize(&given)
+        .map_err(|e| Error::config("root.path", format!("{}: {e}", given.display())))?;
+    // As runc: a link in the path could be re-pointed between this check and the mount, so a
+    // rootfs is named by its real path or refused. (`dir` is already resolved.)
+    if rootfs != given {
+        return Err(Error::config(
+            "root.path",
+            format!(
+                "{} goes through a symlink (to {}): give the real path",
+                given.display(),
+                rootfs.display()
+            ),
+        ));
+    }
     if !rootfs.is_dir() {
         return Err(Error::config(
             "root.path",
@@ -45,12 +69,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     }
     validate(&spec)?;
     let started = std::time::Instant::now();
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()?;
+    let seccomp = compile_seccomp(&spec)?;
     if let Some(f) = &seccomp {
         crate::logging::debug(&format!(
             "linux.seccomp: compiled to {} BPF instructions in {} µs",
@@ -73,6 +92,47 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         seccomp,
         labels,
     })
+}
+
+/// `p` with `.` and `..` resolved as text, not through the filesystem (as runc's Clean): only
+/// a symlink makes the real path differ from it.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// config.json's bytes as a spec: JSON syntax and types only (the error is serde's, with line
+/// and column; `load` prefixes the file's path).
+pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, serde_json::Error> {
+    serde_json::from_slice(data)
+}
+
+/// What `load` checks of config.json apart from the bundle directory: parse, the MUST rules
+/// (`validate`, which still looks at namespace files and bind sources on the host) and the
+/// seccomp profile (`compile_seccomp`). The fuzz target runs this.
+pub fn parse_config(data: &[u8]) -> Result<(Spec, Option<seccomp::Filter>)> {
+    let spec = parse_spec(data).map_err(|e| Error::config("config.json", e.to_string()))?;
+    validate(&spec)?;
+    let filter = compile_seccomp(&spec)?;
+    Ok((spec, filter))
+}
+
+/// `linux.seccomp` compiled, if the spec has one.
+pub fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Filter>> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
 }
 
 /// The MUST rules of config.md / config-linux.md that berth can check up front.
@@ -225,14 +285,26 @@ pub fn validate(spec: &Spec) -> Result<()> {
 
 /// A namespace file must be a namespace of the type it is listed as.
 fn check_ns_path(typ: LinuxNamespaceType, path: &Path) -> Result<()> {
-    let file = fs::File::open(path)
-        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
-    let actual = namespaces::ns_type_of_fd(file.as_raw_fd()).map_err(|e| {
+    let not_ns = |why: String| {
         Error::config(
             "linux.namespaces",
-            format!("{} is not a namespace file: {e}", path.display()),
+            format!("{} is not a namespace file: {why}", path.display()),
         )
-    })?;
+    };
+    // Namespace files (nsfs) are regular files. Opening anything else could block (a FIFO
+    // with no writer hangs `create`) or act on a device, so those are refused unopened;
+    // O_NONBLOCK covers a FIFO swapped in after the check.
+    let md = fs::metadata(path)
+        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
+    if !md.is_file() {
+        return Err(not_ns(format!("it is a {}", file_kind(&md))));
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::config("linux.namespaces", format!("{}: {e}", path.display())))?;
+    let actual = namespaces::ns_type_of_fd(file.as_raw_fd()).map_err(|e| not_ns(e.to_string()))?;
     if actual != namespaces::clone_flag(typ) {
         return Err(Error::config(
             "linux.namespaces",
@@ -244,6 +316,21 @@ fn check_ns_path(typ: LinuxNamespaceType, path: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+fn file_kind(md: &fs::Metadata) -> &'static str {
+    let t = md.file_type();
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else {
+        "special file"
+    }
 }
 
 /// Sysctls are namespaced; setting one the container does not own would change the host.

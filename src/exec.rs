@@ -306,11 +306,27 @@ pub fn process_for(config: &Spec, opts: &ExecOptions) -> Result<Process> {
     let process = match &opts.process {
         Some(path) => {
             let data = fs::read(path).map_err(|e| Error::io("read process.json", path, e))?;
-            serde_json::from_slice::<Process>(&data)
-                .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?
+            return parse_named(&data, &path.display().to_string());
         }
         None => from_flags(config, opts)?,
     };
+    check_process(process)
+}
+
+/// A `--process` file's bytes as a process, checked as `process_for` checks it. Pure: the fuzz
+/// target runs it.
+pub fn parse_process(data: &[u8]) -> Result<Process> {
+    parse_named(data, "process.json")
+}
+
+/// `file` names the input in a parse error (the path given to `--process`).
+fn parse_named(data: &[u8], file: &str) -> Result<Process> {
+    let process =
+        serde_json::from_slice::<Process>(data).map_err(|e| Error::config(file, e.to_string()))?;
+    check_process(process)
+}
+
+fn check_process(process: Process) -> Result<Process> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::config("process.args", "empty: nothing to exec"));
     }

@@ -156,14 +156,18 @@ impl ContainerState {
     }
 }
 
-/// Checks a container id: non-empty, at most 1024 bytes, and only characters that are safe as a
+/// Checks a container id: non-empty, at most 255 bytes (it names a directory, and no file
+/// system takes a longer name; runc's 1024 only fails later, at the mkdir), and only characters that are safe as a
 /// single path component.
 pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::InvalidId(id.into(), "it is empty"));
     }
-    if id.len() > 1024 {
-        return Err(Error::InvalidId(id.into(), "it is longer than 1024 bytes"));
+    if id.len() > 255 {
+        return Err(Error::InvalidId(
+            id.into(),
+            "it is too long: more than 255 bytes (it names a directory)",
+        ));
     }
     if id == "." || id == ".." {
         return Err(Error::InvalidId(id.into(), "it is a relative path"));

@@ -29,7 +29,7 @@ fn signals_by_name_and_number() {
 
 #[test]
 fn container_ids() {
-    for ok in ["a", "abc-123", "x.y_z+1", &"a".repeat(1024)] {
+    for ok in ["a", "abc-123", "x.y_z+1", &"a".repeat(255)] {
         assert!(validate_id(ok).is_ok(), "{ok}");
     }
     for bad in [
@@ -40,7 +40,7 @@ fn container_ids() {
         "../x",
         "a b",
         "a\0b",
-        &"a".repeat(1025),
+        &"a".repeat(256),
     ] {
         assert!(validate_id(bad).is_err(), "{bad:?}");
     }

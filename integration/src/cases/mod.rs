@@ -20,6 +20,7 @@ pub mod exec;
 pub mod faults;
 pub mod features;
 pub mod hooks;
+pub mod hostile;
 pub mod lifecycle;
 pub mod paths;
 pub mod races;
@@ -90,6 +91,7 @@ pub fn all() -> Vec<Case> {
     v.extend(records::cases());
     v.extend(reliability::cases());
     v.extend(races::cases());
+    v.extend(hostile::cases());
     v
 }
 
