@@ -10,12 +10,13 @@
 //! otherwise.
 
 use super::{Case, Ctx, Fail, R};
-use crate::host;
-use crate::runtime::{Opts, Out};
+use crate::runtime::Out;
 use crate::{bail, ensure};
+use crate::{host, leak};
 use serde_json::{json, Value};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -84,7 +85,8 @@ impl Walk {
         Ok(())
     }
 
-    fn run(&self, ctx: &Ctx, verb: Verb, id: &str, env: Vec<(String, String)>) -> Out {
+    /// Runs `verb` on `id`, tagged with the id (the leak checker finds its processes by it).
+    fn run(&self, ctx: &Ctx, verb: Verb, id: &str, mut env: Vec<(String, String)>) -> Out {
         let bundle = self.dir.to_string_lossy().into_owned();
         let args: Vec<&str> = match verb {
             Verb::Create => vec!["create", "--bundle", &bundle, id],
@@ -93,29 +95,29 @@ impl Walk {
             Verb::Kill => vec!["kill", id, "KILL"],
             Verb::Delete => vec!["delete", "--force", id],
         };
-        ctx.rt.exec_opts(
-            &args,
-            Opts {
-                env,
-                ..Default::default()
-            },
-        )
+        let mut opts = leak::tagged(id);
+        opts.env.append(&mut env);
+        ctx.rt.exec_opts(&args, opts)
     }
 }
 
-/// Everything of container `id` still on the host.
-fn leftovers(ctx: &Ctx, id: &str, rootfs: &Path) -> Vec<String> {
+/// Everything of container `id` still on the host (the shared leak checker, plus a claim
+/// directory of create's left under the root).
+fn leftovers(ctx: &Ctx, walk: &Walk, id: &str) -> Vec<String> {
+    let cgroups_path = host::cgroups_path(id);
+    let rootfs = walk.dir.join("rootfs");
+    let target = leak::Target {
+        rt: &ctx.rt,
+        id,
+        cgroups_path: &cgroups_path,
+        bundle: &walk.dir,
+        rootfs: &rootfs,
+        tag: id,
+    };
+    let leaks = leak::check(&target, Duration::ZERO);
     let mut left = Vec::new();
-    let dir = ctx.rt.root.join(id);
-    if dir.exists() {
-        let files: Vec<String> = fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        left.push(format!("state dir {} {files:?}", dir.display()));
+    if !leaks.is_empty() {
+        left.push(leaks.describe());
     }
     if let Ok(rd) = fs::read_dir(&ctx.rt.root) {
         for e in rd.flatten() {
@@ -125,47 +127,7 @@ fn leftovers(ctx: &Ctx, id: &str, rootfs: &Path) -> Vec<String> {
             }
         }
     }
-    for d in host::cgroup_dirs(id) {
-        left.push(format!("cgroup {}", d.display()));
-    }
-    for p in host::procs_in_cgroup(id) {
-        left.push(format!("process {p} in the cgroup"));
-    }
-    for p in procs_naming(id) {
-        left.push(format!("process {p} ({})", cmdline(p)));
-    }
-    for m in host::mounts_under(rootfs) {
-        left.push(format!("mount {}", m.display()));
-    }
-    let list = ctx.rt.exec(&["list", "--quiet"]);
-    if list.stdout.lines().any(|l| l.trim() == id) {
-        left.push("listed by `list`".into());
-    }
     left
-}
-
-fn cmdline(pid: i32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-/// Live processes with the id as an argument (berth itself, its stage and init before execve).
-fn procs_naming(id: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|p| *p != me)
-        .filter(|p| {
-            fs::read(format!("/proc/{p}/cmdline"))
-                .map(|b| b.split(|c| *c == 0).any(|a| a == id.as_bytes()))
-                .unwrap_or(false)
-                && host::pid_alive(*p as i64)
-        })
-        .collect()
 }
 
 /// Points a berth built with fault injection reached, per verb, in order (name, hit), and the
@@ -206,7 +168,6 @@ fn trace(ctx: &mut Ctx, walk: &Walk) -> Result<(String, Vec<(Verb, String)>), Fa
 /// Walks every traced point of `verbs`, with an error and with a SIGKILL.
 fn walk_points(ctx: &mut Ctx, walk: &Walk, verbs: &[Verb]) -> R {
     let (traced_id, points) = trace(ctx, walk)?;
-    let rootfs = walk.dir.join("rootfs");
     let mut walked = 0;
     for (verb, point) in points.iter().filter(|(v, _)| verbs.contains(v)) {
         for action in ["error", "kill"] {
@@ -247,7 +208,7 @@ fn walk_points(ctx: &mut Ctx, walk: &Walk, verbs: &[Verb]) -> R {
                 }
                 if action == "error" && v == Verb::Create && !o.success() {
                     // A failed create cleans up after itself.
-                    let left = leftovers(ctx, &id, &rootfs);
+                    let left = leftovers(ctx, walk, &id);
                     ensure!(left.is_empty(), "{what}: create left {left:?}");
                 }
                 if action == "error" && v == Verb::Exec && !o.success() {
@@ -263,7 +224,7 @@ fn walk_points(ctx: &mut Ctx, walk: &Walk, verbs: &[Verb]) -> R {
             }
             let o = walk.run(ctx, Verb::Delete, &id, Vec::new());
             ensure!(o.success(), "{what}: delete --force then: {}", o.brief());
-            let left = leftovers(ctx, &id, &rootfs);
+            let left = leftovers(ctx, walk, &id);
             ensure!(left.is_empty(), "{what}: delete --force left {left:?}");
             walked += 1;
         }
