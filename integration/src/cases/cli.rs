@@ -312,19 +312,7 @@ fn log_json(ctx: &mut Ctx) -> R {
     ct.b.config["root"]["path"] = "no-such-rootfs".into();
     ct.b.write()?;
     let log = ctx.tmp.join("runtime.log");
-    let b = ct.b.dir.to_string_lossy().into_owned();
-    let o = ct.rt.exec_opts(
-        &["create", "--bundle", &b, &ct.id],
-        Opts {
-            global: vec![
-                "--log".into(),
-                log.to_string_lossy().into_owned(),
-                "--log-format".into(),
-                "json".into(),
-            ],
-            ..Default::default()
-        },
-    );
+    let o = ct.create_json_log(&log);
     ensure!(
         o.failed(),
         "create with missing rootfs: {} (want an error)",

@@ -340,6 +340,22 @@ impl Ct {
         self.rt.exec_opts(&args, opts)
     }
 
+    /// `create` with `--log LOG --log-format json`, the config as it is on disk.
+    pub fn create_json_log(&self, log: &Path) -> Out {
+        self.create_raw(
+            &[],
+            Opts {
+                global: vec![
+                    "--log".into(),
+                    log.to_string_lossy().into_owned(),
+                    "--log-format".into(),
+                    "json".into(),
+                ],
+                ..Default::default()
+            },
+        )
+    }
+
     pub fn start(&self) -> Out {
         self.rt.exec(&["start", &self.id])
     }

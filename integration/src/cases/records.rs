@@ -208,19 +208,7 @@ fn init_error_typed(ctx: &mut Ctx) -> R {
     let n = ct.b.config["mounts"].as_array().map_or(0, |m| m.len()) - 1;
     ct.b.write()?;
     let log = ctx.tmp.join("create.log");
-    let b = ct.b.dir.to_string_lossy().into_owned();
-    let o = ctx.rt.exec_opts(
-        &["create", "--bundle", &b, &ct.id],
-        Opts {
-            global: vec![
-                "--log".into(),
-                log.to_string_lossy().into_owned(),
-                "--log-format".into(),
-                "json".into(),
-            ],
-            ..Default::default()
-        },
-    );
+    let o = ct.create_json_log(&log);
     ensure!(
         !o.success(),
         "create with an unknown filesystem type succeeded"
