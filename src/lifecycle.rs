@@ -55,16 +55,24 @@ fn create_from(
         ));
     }
     let mut record = intent(ctx, id, &bundle)?;
+    let cgroup_existed = cgroups::exists(&record.cgroup_path);
     // From here the record names everything create will make.
     let dir = logging::timed("create: record the intent", || {
         StateDir::claim(&ctx.root, id, &record)
     })?;
     let result = with_runtime_env(&mut bundle.spec, &dir.dir)
         .and_then(|()| create_in(ctx, opts, &bundle, &dir, &mut record));
-    if result.is_err() {
-        if let Err(e) = dir.remove() {
+    if let Err(e) = result {
+        // The record goes with the last thing it names: a cgroup the undo could not remove
+        // keeps it (stopped once this create exits), for `delete` to try again.
+        if !cgroup_existed && !record.systemd_cgroup && cgroups::exists(&record.cgroup_path) {
+            logging::warn(&format!(
+                "create {id}: its cgroup could not be removed; `delete --force {id}` retries"
+            ));
+        } else if let Err(e) = dir.remove() {
             logging::warn(&format!("cleanup after failed create: {e}"));
         }
+        return Err(e);
     }
     result
 }

@@ -152,6 +152,12 @@ fn hierarchies() -> Vec<PathBuf> {
 
 /// The shallowest ancestor of `path` (inside the hierarchies) that does not exist yet, as a depth:
 /// delete removes empty directories up to that depth and no further.
+/// Whether the cgroup exists in any hierarchy.
+pub fn exists(path: &Path) -> bool {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    hierarchies().iter().any(|base| base.join(rel).is_dir())
+}
+
 pub fn first_missing_depth(path: &Path) -> usize {
     let comps: Vec<_> = path.components().skip(1).collect();
     let Some(base) = hierarchies().into_iter().next() else {
