@@ -163,13 +163,13 @@ test-apparmor: build runtimetest
 # systemd 252 as PID 1 and --systemd-cgroup (transient scopes over D-Bus). The binaries are
 # built here; the guest only runs them (plus the state record's cases). About 15 minutes under
 # TCG.
+# The state record's cleanup, with a v2 cgroup and with a systemd unit.
+RECORD_CASES := state/,races/delete_during_create,races/start_twice
 CGROUPV2_CASES := cgroups/,update/,events/,systemd/,escapes/devices,cli/pause_resume,\
 	lifecycle/kill,lifecycle/delete,kill/contract,exec/namespaces_and_cgroup,exec/sub_cgroup,\
 	exec/paused_and_stopped,config/linux_cgroups_limits,$(RECORD_CASES)
 SYSTEMD_CASES := cgroups/,update/,events/,systemd/,escapes/devices,cli/pause_resume,\
 	lifecycle/delete,exec/namespaces_and_cgroup,$(RECORD_CASES)
-# The state record's cleanup, with a v2 cgroup and with a systemd unit.
-RECORD_CASES := state/,races/delete_during_create,races/start_twice
 GUEST_RUN = OCIVM_TIMEOUT=1500 $(VM)/run-in-guest.sh $(CURDIR) $(abspath $(INTEGRATION)) \
 	--runtime $(abspath $(BERTH)) --runtimetest $(abspath $(RUNTIMETEST))
 test-cgroupv2: build runtimetest integration-bin
