@@ -378,10 +378,12 @@ fn helper(ctx: &mut Ctx, args: &[&str], watch: &[&str]) -> Result<u32, Fail> {
     });
     let end = Instant::now() + Duration::from_secs(3);
     let me = pid.to_string();
-    while watch
-        .iter()
-        .any(|ns| host::ns_inode(&me, ns) == host::ns_inode("self", ns))
-    {
+    // pid_for_children reads as missing until the new namespace has its init (the fork after
+    // the unshare), so "missing" is not "unshared" yet.
+    while watch.iter().any(|ns| {
+        let theirs = host::ns_inode(&me, ns);
+        theirs.is_none() || theirs == host::ns_inode("self", ns)
+    }) {
         ensure!(
             Instant::now() < end,
             "helper `unshare {}` did not unshare",
