@@ -188,6 +188,12 @@ impl<T> SysContext<T> for nix::Result<T> {
     }
 }
 
+impl From<crate::fault::Injected> for Error {
+    fn from(f: crate::fault::Injected) -> Self {
+        Error::Fault(f.0)
+    }
+}
+
 /// An error as it crosses from a child process to berth: the stage it was in, the step, the
 /// config field, the failing call and its errno stay separate, so the parent can report them
 /// (and match on them) without parsing text.

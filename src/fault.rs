@@ -10,7 +10,12 @@
 //! - `BERTH_FAULT=<name>` (or `<name><TAB><n>` for the n-th hit) makes that point fail;
 //! - `BERTH_FAULT_ACTION=kill` makes the process SIGKILL itself there instead, as a crash would.
 
-use crate::error::Result;
+/// An injected fault: the point's name and its hit. `error::Error` converts from it (the
+/// dependency runs that way only: error names steps, which are points).
+#[derive(Debug)]
+pub struct Injected(pub String);
+
+pub type Result<T> = std::result::Result<T, Injected>;
 
 #[cfg(feature = "fault-injection")]
 mod imp {
@@ -18,7 +23,7 @@ mod imp {
     use std::io::Write;
     use std::sync::{Mutex, OnceLock};
 
-    use crate::error::{Error, Result};
+    use super::{Injected, Result};
 
     struct Config {
         target: Option<(String, Option<usize>)>,
@@ -88,7 +93,7 @@ mod imp {
                     // SAFETY: raising a signal has no memory-safety preconditions.
                     unsafe { libc::raise(libc::SIGKILL) };
                 }
-                Err(Error::Fault(format!("{name} (hit {n})")))
+                Err(Injected(format!("{name} (hit {n})")))
             }
             _ => Ok(()),
         }
@@ -97,7 +102,7 @@ mod imp {
 
 #[cfg(not(feature = "fault-injection"))]
 mod imp {
-    use crate::error::Result;
+    use super::Result;
 
     #[inline(always)]
     pub fn init() {}

@@ -62,6 +62,7 @@ pub fn run_all(kind: Kind, hooks: Option<&oci_spec::runtime::Hooks>, state: &str
     let Some(hooks) = hooks else { return Ok(()) };
     for (i, hook) in kind.of(hooks).into_iter().enumerate() {
         let ran = crate::fault::point_with(|| format!("hook: {}[{i}]", kind.name()))
+            .map_err(Error::from)
             .and_then(|()| run(kind, &hook, state));
         match ran {
             Ok(()) => {}

@@ -195,7 +195,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
             _ => unreachable_msg(),
         }
     })?;
-    let state = crate::spawn::hook_state(ctx.state, pid, crate::state::Status::Created);
+    let state = crate::state::hook_state(ctx.state, pid, crate::state::Status::Created);
     if let Some(name) = ctx.keyring {
         in_step("session keyring", || join_session_keyring(name))?;
     }
@@ -282,7 +282,7 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
     };
     let mut program = in_step("process", || prepare_process(&setup))?;
     // startContainer hooks run once the process is about to run: they see it as running.
-    program.state = crate::spawn::hook_state(ctx.state, pid, crate::state::Status::Running);
+    program.state = crate::state::hook_state(ctx.state, pid, crate::state::Status::Running);
     let _ = nix::sys::prctl::set_pdeathsig(None);
     install_exit_handlers();
     in_step("ready", || ctx.chan.send(&Msg::Ready))?;

@@ -217,7 +217,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 }
 
 fn hook_state(st: &ContainerState, status: Status) -> String {
-    spawn::hook_state(&st.oci, st.oci.pid, status)
+    state::hook_state(&st.oci, st.oci.pid, status)
 }
 
 /// `start`: lets a created container's init execve its process.
@@ -253,7 +253,7 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         // close-on-exec, so the fifo loses its last reader at the execve (or if the init dies
         // first).
         wait_no_readers(&f);
-        Ok(())
+        Ok::<(), Error>(())
     })?;
     let hooks = st.config.hooks().as_ref();
     let poststart = logging::timed("start: poststart hooks", || {

@@ -173,7 +173,7 @@ pub fn timed<T, E: From<crate::error::Error>>(
     step: &str,
     f: impl FnOnce() -> Result<T, E>,
 ) -> Result<T, E> {
-    crate::fault::point(step)?;
+    crate::fault::point(step).map_err(crate::error::Error::from)?;
     if !debug_enabled() {
         return f();
     }

@@ -369,6 +369,7 @@ pub fn mount_all(
         let src_fd = bind_sources.get(i).and_then(Option::as_ref);
         let field = || format!("mounts[{i}] ({})", m.destination().display());
         crate::fault::point_with(field)
+            .map_err(Error::from)
             .and_then(|()| mount_one(m, &root, in_userns, labels, src_fd, cgroup_ns))
             .map_err(|e| Error::InField {
                 field: field(),

@@ -301,8 +301,11 @@ fn spawn_inner<'a>(
         .map_err(|e| Error::config("process.oomScoreAdj", e.to_string()))?;
     }
 
-    let state_json = hook_state(&req.state, init_pid, Status::Created);
-    undo.poststop = Some((spec, hook_state(&req.state, init_pid, Status::Stopped)));
+    let state_json = state::hook_state(&req.state, init_pid, Status::Created);
+    undo.poststop = Some((
+        spec,
+        state::hook_state(&req.state, init_pid, Status::Stopped),
+    ));
     parent_chan.send(&Msg::Go { pid: init_pid })?;
 
     if init::wants_host_hooks(spec) {
@@ -323,15 +326,6 @@ fn spawn_inner<'a>(
         Ok(())
     })?;
     Ok(init)
-}
-
-/// The state hooks get on stdin: the one create records, with the init's pid and `status`
-/// ("created" for create's hooks, as runc's and the runtime-tools suite expect).
-pub fn hook_state(state: &OciState, pid: i32, status: Status) -> String {
-    let mut st = state.clone();
-    st.pid = pid;
-    st.status = status;
-    serde_json::to_string(&st).unwrap_or_default()
 }
 
 /// Gives the seccomp listener fd to the agent named by listenerPath, as runc does: the state

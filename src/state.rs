@@ -156,6 +156,15 @@ impl ContainerState {
     }
 }
 
+/// The state hooks get on stdin: the one create records, with the init's pid and `status`
+/// ("created" for create's hooks, as runc's and the runtime-tools suite expect).
+pub fn hook_state(state: &OciState, pid: i32, status: Status) -> String {
+    let mut st = state.clone();
+    st.pid = pid;
+    st.status = status;
+    serde_json::to_string(&st).unwrap_or_default()
+}
+
 /// Checks a container id: non-empty, at most 255 bytes (it names a directory, and no file
 /// system takes a longer name; runc's 1024 only fails later, at the mkdir), and only characters that are safe as a
 /// single path component.
