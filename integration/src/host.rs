@@ -192,7 +192,8 @@ pub fn umount_detach(p: &Path) -> bool {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) == 0 }
 }
 
-fn all_pids() -> Vec<i32> {
+/// Every pid in /proc but the harness's own.
+pub fn all_pids() -> Vec<i32> {
     let me = std::process::id() as i32;
     fs::read_dir("/proc")
         .map(|rd| {

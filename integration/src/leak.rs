@@ -213,18 +213,6 @@ pub fn comm(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-pub fn pids() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-                .filter(|p| *p != me)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Does /proc/PID/environ hold `BERTH_IT_TAG=<tag>`?
 pub fn has_tag(pid: i32, tag: &str) -> bool {
     let want = format!("{TAG_VAR}={tag}");
@@ -249,7 +237,7 @@ pub fn in_cgroup(pid: i32, rel: &Path) -> bool {
 /// Live (not zombie) processes in the cgroup or carrying the tag.
 pub fn procs_of(rel: &Path, tag: &str) -> Vec<Proc> {
     let mut v = Vec::new();
-    for pid in pids() {
+    for pid in host::all_pids() {
         let why = if in_cgroup(pid, rel) {
             "cgroup"
         } else if has_tag(pid, tag) {

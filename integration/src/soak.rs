@@ -123,7 +123,7 @@ impl Soak {
 
     /// Live processes of the soak.
     fn own_procs(&self) -> i64 {
-        leak::pids()
+        host::all_pids()
             .into_iter()
             .filter(|p| self.is_own(*p) && host::pid_alive(*p as i64))
             .count() as i64
@@ -133,7 +133,7 @@ impl Soak {
     /// host, which moves the host-wide counts.
     fn foreign_new(&self, before: &[i32]) -> Vec<String> {
         let reaper = unsafe { libc::getppid() };
-        leak::pids()
+        host::all_pids()
             .into_iter()
             .filter(|p| *p != reaper && !before.contains(p) && !self.is_own(*p))
             .map(|p| format!("{p} {}", leak::comm(p)))
@@ -147,7 +147,7 @@ impl Soak {
             ("mountinfo lines".to_string(), mount_lines(), Rule::Host),
             (
                 "processes (/proc)".to_string(),
-                leak::pids().len() as i64,
+                host::all_pids().len() as i64,
                 Rule::Host,
             ),
             (
@@ -186,7 +186,7 @@ impl Soak {
         }
         Counts {
             rows,
-            pids: leak::pids(),
+            pids: host::all_pids(),
         }
     }
 

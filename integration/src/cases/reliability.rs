@@ -245,6 +245,27 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 }
 
 /// Sleeps until `delay` after `since`.
+/// SIGKILLs the running verb, or (with `kill_child`) one of its descendants picked at random;
+/// says which, for the tally.
+fn kill_one(run: &Running, rng: &mut Rng, kill_child: bool, verb: &str) -> String {
+    if run.exited() {
+        return format!("none ({verb} finished first)");
+    }
+    if !kill_child {
+        run.kill9();
+        return "parent".to_string();
+    }
+    let kids = descendants(run.pid());
+    if kids.is_empty() {
+        run.kill9();
+        return "parent (no child yet)".to_string();
+    }
+    let k = kids[rng.below(kids.len() as u64) as usize];
+    let name = leak::comm(k);
+    host::kill9(k);
+    format!("child {name}")
+}
+
 fn sleep_until(since: Instant, delay: Duration) {
     let at = since + delay;
     let now = Instant::now();
@@ -415,23 +436,7 @@ fn sigkill_create(ctx: &mut Ctx) -> R {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let run = u.spawn(&rt, &a)?;
         sleep_until(run.started, delay);
-        let target = if run.exited() {
-            "none (create finished first)".to_string()
-        } else if kill_child {
-            let kids = descendants(run.pid());
-            if kids.is_empty() {
-                run.kill9();
-                "parent (no child yet)".to_string()
-            } else {
-                let k = kids[rng.below(kids.len() as u64) as usize];
-                let name = leak::comm(k);
-                host::kill9(k);
-                format!("child {name}")
-            }
-        } else {
-            run.kill9();
-            "parent".to_string()
-        };
+        let target = kill_one(&run, &mut rng, kill_child, "create");
         t.add(format!("target:{target}"));
         let o = run.wait(Some(BOUND));
         if o.timed_out {
@@ -527,23 +532,7 @@ fn sigkill_exec(ctx: &mut Ctx) -> R {
         let delay = Duration::from_micros(rng.below(bound.as_micros() as u64 + 1));
         let run = u.spawn(&rt, &exec)?;
         sleep_until(run.started, delay);
-        let target = if run.exited() {
-            "none (exec finished first)".to_string()
-        } else if kill_child {
-            let kids = descendants(run.pid());
-            if kids.is_empty() {
-                run.kill9();
-                "parent (no child yet)".to_string()
-            } else {
-                let k = kids[rng.below(kids.len() as u64) as usize];
-                let name = leak::comm(k);
-                host::kill9(k);
-                format!("child {name}")
-            }
-        } else {
-            run.kill9();
-            "parent".to_string()
-        };
+        let target = kill_one(&run, &mut rng, kill_child, "exec");
         t.add(format!("target:{target}"));
         let o = run.wait(Some(BOUND));
         if o.timed_out {
@@ -821,7 +810,7 @@ fn ignores_sigterm(ctx: &mut Ctx) -> R {
 
 /// Zombie children of `pid`.
 fn zombies_of(pid: i32) -> usize {
-    leak::pids()
+    host::all_pids()
         .into_iter()
         .filter(|p| {
             fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
