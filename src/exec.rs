@@ -67,13 +67,23 @@ pub fn exec(ctx: &Context, id: &str, opts: &ExecOptions) -> Result<i32> {
         _ => {}
     }
     let process = process_for(&st.config, opts)?;
-    let filter = logging::timed("exec: compile the container's seccomp profile", || {
-        st.config
+    let filter = logging::timed("exec: the container's seccomp program", || {
+        let Some(profile) = st
+            .config
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().as_ref())
-            .map(seccomp::compile)
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        // The program create compiled, if it kept one; else the profile compiled again.
+        let kept = std::fs::read(dir.dir.join(state::SECCOMP_PROGRAM))
+            .ok()
+            .and_then(|b| seccomp::Filter::from_bytes(&b));
+        match kept {
+            Some(f) => Ok(Some(f)),
+            None => seccomp::compile(profile).map(Some),
+        }
     })?;
     let labels = lsm::plan(
         process.apparmor_profile().as_deref(),

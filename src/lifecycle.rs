@@ -137,6 +137,22 @@ fn with_runtime_env(spec: &mut oci_spec::runtime::Spec, state_dir: &Path) -> Res
     crate::notify::prepare(spec, state_dir)
 }
 
+/// The container's compiled seccomp program, kept beside its state for exec (which would
+/// otherwise compile the profile again for every process). Best effort: without it exec
+/// compiles.
+fn keep_seccomp_program(bundle: &bundle::Bundle, dir: &Path) {
+    let Some(bytes) = bundle.seccomp.as_ref().and_then(|f| f.to_bytes()) else {
+        return;
+    };
+    let path = dir.join(state::SECCOMP_PROGRAM);
+    if let Err(e) = state::write_private(&path, &bytes) {
+        logging::debug(&format!(
+            "keep the seccomp program at {}: {e}",
+            path.display()
+        ));
+    }
+}
+
 fn create_in(
     ctx: &Context,
     opts: &CreateOptions,
@@ -183,6 +199,7 @@ fn create_in(
         Some(p) => write_pid_file(p, spawned.init.pid),
         None => Ok(()),
     });
+    keep_seccomp_program(bundle, &dir.dir);
     if let Err(e) = written {
         kill_and_wait(record);
         let _ = cgroups::remove(

@@ -124,8 +124,14 @@ fn exec_options(a: &cli::ExecArgs) -> berth::exec::ExecOptions {
 /// CVE-2019-5736: verbs that spawn container processes first make berth non-dumpable and
 /// re-exec it from a read-only copy of its binary (see `berth::selfexe`).
 fn protect_binary() -> Result<()> {
-    let how = selfexe::protect().context("protect the berth binary")?;
-    logging::debug(&format!("berth binary protected: {how:?}"));
+    let (how, took) = selfexe::protect().context("protect the berth binary")?;
+    match took {
+        Some(t) => logging::debug(&format!(
+            "berth binary protected: {how:?} in {}µs",
+            t.as_micros()
+        )),
+        None => logging::debug(&format!("berth binary protected: {how:?}")),
+    }
     Ok(())
 }
 

@@ -1146,6 +1146,9 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
             "/dev/null in the container is not the null device: refusing to mask with it".into(),
         ));
     }
+    // One read-only tmpfs for every masked directory: the first is a new mount, the others
+    // clones of it (a tmpfs per directory cost a superblock each; clones keep it read-only).
+    let mut dir_cover: Option<std::os::fd::OwnedFd> = None;
     for p in paths {
         let path = Path::new(p);
         let target = match root.resolve(path) {
@@ -1157,18 +1160,22 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
             .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
         // Made detached and attached onto the fd: no path (and no /proc the bundle may have
         // mounted things into) is looked up after the target was opened.
-        let cover = if is_dir {
-            sys::fsmount_new(
+        let cover = match (is_dir, &dir_cover) {
+            (true, Some(first)) => sys::open_tree_clone_fd(first.as_raw_fd()),
+            (true, None) => sys::fsmount_new(
                 c"tmpfs",
                 &[],
                 sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
-            )
-        } else {
-            sys::open_tree_clone_fd(null.as_raw_fd())
+            ),
+            (false, _) => sys::open_tree_clone_fd(null.as_raw_fd()),
         }
         .with_step(|| format!("linux.maskedPaths: make the cover for {p}"))?;
         sys::move_mount_fds(cover.as_raw_fd(), target.as_raw_fd())
             .with_step(|| format!("linux.maskedPaths: mask {p}"))?;
+        if is_dir && dir_cover.is_none() {
+            // Attached now: a clone of it is allowed on every kernel with the mount API.
+            dir_cover = Some(cover);
+        }
     }
     Ok(())
 }

@@ -123,7 +123,54 @@ impl Filter {
     pub fn notifies(&self) -> bool {
         self.listener.is_some()
     }
+
+    /// The program as create keeps it beside the state, so that exec loads it instead of
+    /// compiling the profile again: a header, the flags, then each instruction (code, jt, jf,
+    /// k) little-endian. None for a notifying profile (its listener needs the config).
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        if self.notifies() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(CACHE_MAGIC.len() + 4 + self.program.len() * 8);
+        out.extend_from_slice(CACHE_MAGIC);
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        for i in &self.program {
+            out.extend_from_slice(&i.code.to_le_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend_from_slice(&i.k.to_le_bytes());
+        }
+        Some(out)
+    }
+
+    /// Reads back what `to_bytes` wrote; None if it is not that.
+    pub fn from_bytes(data: &[u8]) -> Option<Filter> {
+        let rest = data.strip_prefix(CACHE_MAGIC)?;
+        let (flags, insns) = rest.split_first_chunk::<4>()?;
+        if insns.is_empty() || insns.len() % 8 != 0 || insns.len() / 8 > MAX_INSNS {
+            return None;
+        }
+        let program = insns
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(Filter {
+            program,
+            flags: u32::from_le_bytes(*flags),
+            listener: None,
+        })
+    }
 }
+
+/// Marks a compiled program kept by create (its layout's version is in it).
+const CACHE_MAGIC: &[u8] = b"berth-seccomp-bpf-1\n";
+/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
 
 /// The architectures a program checks for: the native one always (libseccomp's rule), i386 and
 /// x32 only when listed. Other tokens cannot reach an x86_64 kernel's filter.

@@ -49,16 +49,26 @@ pub enum Protection {
 
 /// Makes this process non-dumpable and, unless already done, re-executes berth from a
 /// read-only detached mount of its binary (or a sealed memfd copy). Returns only once
-/// `/proc/self/exe` is protected; a failed re-exec is an error.
-pub fn protect() -> Result<Protection> {
+/// `/proc/self/exe` is protected; a failed re-exec is an error. With the protection comes
+/// how long the re-exec took (from the first process's call to the check in the second),
+/// for the debug log and `make bench`.
+pub fn protect() -> Result<(Protection, Option<std::time::Duration>)> {
     sys::set_dumpable(false).step("PR_SET_DUMPABLE 0")?;
-    let marked = std::env::var_os(MARKER).is_some();
+    let marker = std::env::var(MARKER).ok();
+    let marked = marker.is_some();
     if marked {
         // Single-threaded: nothing reads the environment concurrently.
         std::env::remove_var(MARKER);
     }
+    // The marker carries CLOCK_MONOTONIC (ns) at the first call; the clock is system-wide.
+    let started = marker.and_then(|m| m.parse::<u128>().ok());
+    let took = || {
+        let now = monotonic_ns()?;
+        let ns = now.checked_sub(started?)?;
+        Some(std::time::Duration::from_nanos(u64::try_from(ns).ok()?))
+    };
     match check() {
-        Ok(p) => return Ok(p),
+        Ok(p) => return Ok((p, took())),
         Err(why) if marked => {
             return Err(Error::Other(format!(
                 "re-executed berth, but /proc/self/exe is still not protected ({why}); refusing \
@@ -74,7 +84,8 @@ pub fn protect() -> Result<Protection> {
         kv.push(v);
         kv
     }))?;
-    envp.push(CString::new(format!("{MARKER}=1")).map_err(|e| Error::Other(e.to_string()))?);
+    let stamp = monotonic_ns().unwrap_or_default();
+    envp.push(CString::new(format!("{MARKER}={stamp}")).map_err(|e| Error::Other(e.to_string()))?);
     let mount_err = match readonly_clone() {
         Ok(fd) => sys::execveat_fd(fd.as_raw_fd(), &argv, &envp),
         Err(e) => e,
@@ -89,6 +100,11 @@ pub fn protect() -> Result<Protection> {
         format!("re-exec berth from a sealed copy (read-only mount: {mount_err})"),
         err,
     ))
+}
+
+fn monotonic_ns() -> Option<u128> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(u128::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u128::try_from(t.tv_nsec()).ok()?)
 }
 
 fn cstrings(it: impl Iterator<Item = OsString>) -> Result<Vec<CString>> {

@@ -4,10 +4,11 @@
 //!
 //! The parent is single-threaded throughout, so fork-like clones are safe.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
@@ -223,13 +224,40 @@ fn spawn_inner<'a>(
         labels: &req.bundle.labels,
         bind_sources: &bind_sources,
     };
+    let v2_dir = if plan.single_clone() && !req.systemd_cgroup {
+        // Armed before anything of the cgroup is made (a systemd unit's is armed once it
+        // started: one that failed is not berth's to stop).
+        undo.cgroup = Some((req.cgroup_path, req.cgroup_created_depth, false));
+        logging::timed("create: make the cgroup v2 directory to clone into", || {
+            cgroups::prepare_v2(req.cgroup_path, false)
+        })?
+    } else {
+        None
+    };
+    let mut born_in_v2 = false;
     let init = if plan.single_clone() {
+        let flags = plan.create.bits() as libc::c_ulong;
         // SAFETY: berth is single-threaded here and the child never returns: init::run ends
         // in execve or _exit.
         // Not a fault point (no `.step`): both processes return from the clone, and only the
         // parent may take an error path.
-        let pid = unsafe { sys::clone_fork(plan.create.bits() as libc::c_ulong) }
-            .map_err(|e| Error::sys("clone container init", e))?;
+        let into = v2_dir
+            .as_ref()
+            .map(|fd| unsafe { sys::clone_into_cgroup(flags, fd.as_raw_fd()) });
+        let pid = match into {
+            Some(Ok(pid)) => {
+                born_in_v2 = true;
+                Ok(pid)
+            }
+            Some(Err(e)) if matches!(e, Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
+                // SAFETY: as above.
+                unsafe { sys::clone_fork(flags) }
+            }
+            Some(Err(e)) => Err(e),
+            // SAFETY: as above.
+            None => unsafe { sys::clone_fork(flags) },
+        }
+        .map_err(|e| Error::sys("clone container init", e))?;
         if pid == 0 {
             drop(parent_chan);
             init::run(&ctx);
@@ -260,7 +288,14 @@ fn spawn_inner<'a>(
         init
     };
     let init_pid = init.pid;
-    logging::debug(&format!("create: cloned init {init_pid}"));
+    if born_in_v2 {
+        logging::debug(&format!(
+            "create: cloned init {init_pid} into its cgroup v2 directory (CLONE_INTO_CGROUP)"
+        ));
+    } else {
+        logging::debug(&format!("create: cloned init {init_pid}"));
+    }
+    drop(v2_dir);
     drop(bind_sources);
     drop(fifo);
     drop(console);
@@ -291,6 +326,7 @@ fn spawn_inner<'a>(
             resources,
             device_rules,
             req.systemd_cgroup,
+            born_in_v2,
         )
     })?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {

@@ -239,3 +239,27 @@ fn cgroup_v1_mount_data_names_the_hierarchy() {
     );
     assert_eq!(v1_mount_data("rw,relatime", proc_cgroups), "none");
 }
+
+/// The program create keeps for exec reads back exactly, and anything else is not taken for it
+/// (exec then compiles the profile again).
+#[test]
+fn kept_seccomp_program_round_trip() {
+    let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_str(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let f = berth::seccomp::compile(&profile).unwrap();
+    let bytes = f.to_bytes().unwrap();
+    let back = berth::seccomp::Filter::from_bytes(&bytes).unwrap();
+    assert_eq!(back.flags, f.flags);
+    assert_eq!(back.program.len(), f.program.len());
+    for (a, b) in back.program.iter().zip(&f.program) {
+        assert_eq!((a.code, a.jt, a.jf, a.k), (b.code, b.jt, b.jf, b.k));
+    }
+    assert!(berth::seccomp::Filter::from_bytes(&bytes[..bytes.len() - 3]).is_none());
+    assert!(berth::seccomp::Filter::from_bytes(b"{\"not\": \"a program\"}").is_none());
+    let header_only = &bytes[..bytes.len() - f.program.len() * 8];
+    assert!(berth::seccomp::Filter::from_bytes(header_only).is_none());
+}

@@ -37,7 +37,7 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         runtime: std::env::var_os("RUNTIME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| "target/release/berth".into()),
+            .unwrap_or_else(|| "target/x86_64-unknown-linux-gnu/release/berth".into()),
         runtimetest: std::env::var_os("RUNTIMETEST")
             .map(PathBuf::from)
             .unwrap_or_else(|| "target/x86_64-unknown-linux-gnu/release/runtimetest".into()),

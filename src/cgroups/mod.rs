@@ -1,5 +1,10 @@
-//! The container's cgroup, through libcgroups: path resolution (cgroupfs and systemd's
-//! slice:prefix:name), joining, limits, freezing, and removal of what create made.
+//! The container's cgroup: path resolution (cgroupfs and systemd's slice:prefix:name),
+//! creating and joining it, limits, freezing, and removal of what create made.
+//!
+//! cgroupfs is written directly, not through libcgroups: its managers re-read
+//! /proc/self/mountinfo and /proc/self/cgroup for every controller each time one is built
+//! (about 400 system calls per create and again per delete), and berth already knows the
+//! hierarchies.
 
 mod dbus;
 pub mod stats;
@@ -13,14 +18,10 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use libcgroups::common::{
-    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, FreezerState,
-};
-use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
-use crate::logging;
+use crate::{logging, sys};
 
 pub mod devices;
 pub mod limits;
@@ -120,16 +121,6 @@ fn systemd_to_path(spec: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn manager(path: &Path) -> Result<AnyCgroupManager> {
-    // berth resolves systemd paths itself, so libcgroups always gets a cgroupfs path.
-    create_cgroup_manager(CgroupConfig {
-        cgroup_path: path.to_path_buf(),
-        systemd_cgroup: false,
-        container_name: String::new(),
-    })
-    .map_err(|e| Error::Cgroup(format!("{}: {e}", path.display())))
-}
-
 /// The hierarchies berth writes: every v1 controller mount, or the unified root. Listed once
 /// per run (create walks them for the frozen check, the join, limits and devices).
 fn hierarchies() -> Vec<PathBuf> {
@@ -200,26 +191,57 @@ fn preflight(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Before the clone: makes the container's cgroup in the cgroup v2 tree (a pure v2 host's, or
+/// a hybrid host's `unified`) and opens it, so the init is born in it (clone3
+/// CLONE_INTO_CGROUP) instead of moved there afterwards. None under systemd (the unit places
+/// the init), on a v1-only host, or if the directory cannot be made here (the join then
+/// reports it).
+pub fn prepare_v2(path: &Path, systemd: bool) -> Result<Option<std::os::fd::OwnedFd>> {
+    if systemd {
+        return Ok(None);
+    }
+    let base = if is_unified() {
+        PathBuf::from(CGROUP_ROOT)
+    } else {
+        Path::new(CGROUP_ROOT).join("unified")
+    };
+    if !hierarchies().contains(&base) {
+        return Ok(None);
+    }
+    preflight(path)?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if make_dirs(&base, rel, false).is_err() {
+        return Ok(None);
+    }
+    let dir = base.join(rel);
+    Ok(nix::fcntl::open(
+        &dir,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+    // SAFETY: open just returned this fd and nothing else owns it.
+    .map(|fd| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+}
+
 /// Puts `pid` in the cgroup (creating it) and applies the resource limits and device rules.
 /// With `systemd`, systemd::start has made the unit already and placed the pid in a scope:
 /// berth then only joins the hierarchies systemd does not manage (v1) and writes the limits.
+/// `born_in_v2`: the init was cloned into the v2 tree's cgroup (see `prepare_v2`), which is
+/// then neither checked nor written again.
 pub fn join_and_apply(
     path: &Path,
     pid: i32,
     resources: Option<&LinuxResources>,
     device_rules: &[devices::Rule],
     systemd: bool,
+    born_in_v2: bool,
 ) -> Result<()> {
     let scope = systemd && path.extension().is_some_and(|e| e == "scope");
-    if !scope {
+    if !scope && !born_in_v2 {
         preflight(path)?;
-        let mgr = manager(path)?;
-        mgr.add_task(Pid::from_raw(pid))
-            .map_err(|e| Error::Cgroup(format!("join {}: {e}", path.display())))?;
     }
-    join_other_hierarchies(path, pid)?;
-    // Limits are berth's own writes (limits.rs), device rules too (devices.rs): libcgroups
-    // only creates and joins the cgroup.
+    create_and_join(path, pid, scope, born_in_v2)?;
     if let Some(resources) = resources {
         limits::apply(path, resources, limits::Current::default())?;
     }
@@ -237,16 +259,17 @@ pub fn memory_usage(path: &Path) -> Option<u64> {
     fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
 }
 
-/// On v1 and hybrid hosts libcgroups joins only the controllers it manages; named hierarchies
-/// (name=systemd) and the hybrid cgroup2 `unified` tree would leave the container in the
-/// runtime's own cgroup, which a cgroup mount inside the container would then show with all
-/// its siblings. The container gets its own cgroup in every hierarchy.
-fn join_other_hierarchies(path: &Path, pid: i32) -> Result<()> {
-    if is_unified() {
-        return Ok(());
-    }
+/// Makes the cgroup in every hierarchy (every v1 controller mount, named ones such as
+/// name=systemd, and a hybrid host's cgroup2 `unified` tree, so that a cgroup mount inside the
+/// container shows only its own cgroup) and writes `pid` into each. Under a systemd scope the
+/// unit's own hierarchies already hold the pid: writing it again is a no-op.
+fn create_and_join(path: &Path, pid: i32, scope: bool, born_in_v2: bool) -> Result<()> {
     let rel = path.strip_prefix("/").unwrap_or(path);
+    let pid = pid.to_string();
     for base in hierarchies() {
+        if born_in_v2 && (is_unified() || base.ends_with("unified")) {
+            continue;
+        }
         let dir = base.join(rel);
         let procs = dir.join("cgroup.procs");
         // Another container's delete may remove a shared, empty parent between the mkdir and
@@ -254,7 +277,7 @@ fn join_other_hierarchies(path: &Path, pid: i32) -> Result<()> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let r = fs::create_dir_all(&dir).and_then(|()| fs::write(&procs, pid.to_string()));
+            let r = make_dirs(&base, rel, scope).and_then(|()| fs::write(&procs, &pid));
             match r {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => continue,
@@ -265,6 +288,60 @@ fn join_other_hierarchies(path: &Path, pid: i32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// mkdir -p of `rel` under one hierarchy. A new v1 cpuset level starts with empty
+/// cpuset.cpus/mems, which no task may join: each gets its parent's. On a pure v2 host each
+/// level above the container's enables the root's controllers for its children, as runc does
+/// (not the container's own: a cgroup with controllers enabled for children cannot hold
+/// processes).
+fn make_dirs(base: &Path, rel: &Path, scope: bool) -> std::io::Result<()> {
+    let v2 = is_unified();
+    let cpuset = !v2
+        && base
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == "cpuset"));
+    let root_controllers = if v2 && !scope {
+        fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut dir = base.to_path_buf();
+    for comp in rel.components() {
+        if !root_controllers.is_empty() {
+            enable_for_children(&dir, &root_controllers);
+        }
+        let parent = dir.clone();
+        dir.push(comp);
+        match fs::create_dir(&dir) {
+            Ok(()) if cpuset => {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let value = fs::read_to_string(parent.join(file))?;
+                    fs::write(dir.join(file), value.trim())?;
+                }
+            }
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `+ctrl` in dir's cgroup.subtree_control for each of `controllers` not enabled yet. Best
+/// effort: a limit that needs a controller the host cannot enable fails when it is written,
+/// naming its field.
+fn enable_for_children(dir: &Path, controllers: &str) {
+    let file = dir.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    for c in controllers.split_whitespace() {
+        if enabled.split_whitespace().any(|e| e == c) {
+            continue;
+        }
+        if let Err(e) = fs::write(&file, format!("+{c}")) {
+            logging::debug(&format!("enable {c} in {}: {e}", file.display()));
+        }
+    }
 }
 
 /// Puts `pid` in the container's existing cgroup in every hierarchy, or in the sub-cgroups
@@ -352,15 +429,18 @@ pub fn remove(path: &Path, created_depth: usize, systemd: bool) -> Result<()> {
         }
         return stopped;
     }
-    let result = manager(path).and_then(|m| {
-        m.remove()
-            .map_err(|e| Error::Cgroup(format!("remove {}: {e}", path.display())))
-    });
+    let rel = path.strip_prefix("/").unwrap_or(path);
     let depth = path.components().count().saturating_sub(1);
+    let mut result = Ok(());
     for base in hierarchies() {
-        let mut p = base.join(path.strip_prefix("/").unwrap_or(path));
-        // Hierarchies libcgroups does not manage (see join_other_hierarchies).
-        let _ = fs::remove_dir(&p);
+        let mut p = base.join(rel);
+        if let Err(e) = remove_tree(&p) {
+            if result.is_ok() {
+                result = Err(Error::Cgroup(format!("remove {}: {e}", p.display())));
+            }
+            continue;
+        }
+        // Parents create made, if now empty (another container may still use them).
         for _ in created_depth..depth {
             if !p.pop() {
                 break;
@@ -371,18 +451,92 @@ pub fn remove(path: &Path, created_depth: usize, systemd: bool) -> Result<()> {
     result
 }
 
+/// Removes a cgroup and the cgroups the container made inside it, deepest first. A cgroup
+/// that still holds processes (EBUSY) has them killed and waited for on pidfds, then is
+/// removed again; delete has normally killed and waited for every process already.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let children = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in children.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                let pids = read_procs(dir);
+                if pids.is_empty() {
+                    // Emptied but not released yet: the kernel finishes the exit shortly.
+                    std::thread::yield_now();
+                    continue;
+                }
+                let fds: Vec<_> = pids
+                    .iter()
+                    .filter_map(|p| sys::pidfd_open(*p).ok())
+                    .collect();
+                for fd in &fds {
+                    use std::os::fd::AsRawFd;
+                    let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+                }
+                sys::wait_pidfds(&fds, deadline);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn read_procs(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn freeze(path: &Path, frozen: bool) -> Result<()> {
     if is_unified() {
         return freeze_v2(path, frozen);
     }
-    let state = if frozen {
-        FreezerState::Frozen
-    } else {
-        FreezerState::Thawed
-    };
-    manager(path)?
-        .freeze(state)
-        .map_err(|e| Error::Cgroup(format!("freeze {}: {e}", path.display())))
+    freeze_v1(path, frozen)
+}
+
+/// v1: writes freezer.state. FROZEN may read back FREEZING while tasks are still being
+/// stopped; writing FROZEN again retries the ones left. v1 has no change notification.
+fn freeze_v1(path: &Path, frozen: bool) -> Result<()> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let file = Path::new(CGROUP_ROOT)
+        .join("freezer")
+        .join(rel)
+        .join("freezer.state");
+    let err = |e: std::io::Error| Error::Cgroup(format!("freeze {}: {e}", file.display()));
+    if !frozen {
+        return fs::write(&file, "THAWED").map_err(err);
+    }
+    let deadline = Instant::now() + FREEZE_TIMEOUT;
+    loop {
+        fs::write(&file, "FROZEN").map_err(err)?;
+        if fs::read_to_string(&file).map_err(err)?.trim() == "FROZEN" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let _ = fs::write(&file, "THAWED");
+            return Err(Error::Cgroup(format!(
+                "{}: still FREEZING after {}s",
+                file.display(),
+                FREEZE_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// How long pause/resume waits for the kernel to report the new state.
@@ -460,10 +614,34 @@ pub fn kill_all(path: &Path) -> bool {
     fs::write(file, "1").is_ok()
 }
 
-/// Every pid in the container's cgroup.
+/// Every pid in the container's cgroup and the cgroups below it, read from one hierarchy (on
+/// v1 the freezer's, which pause and kill use too).
 pub fn pids(path: &Path) -> Result<Vec<i32>> {
-    let mgr = manager(path)?;
-    mgr.get_all_pids()
-        .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
-        .map_err(|e| Error::Cgroup(format!("list pids of {}: {e}", path.display())))
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let list = hierarchies();
+    let base = list
+        .iter()
+        .find(|b| b.file_name().is_some_and(|n| n == "freezer"))
+        .or_else(|| list.first())
+        .ok_or_else(|| Error::Cgroup("no cgroup hierarchy is mounted".into()))?;
+    let dir = base.join(rel);
+    if !dir.is_dir() {
+        return Err(Error::Cgroup(format!("{} does not exist", dir.display())));
+    }
+    let mut out = Vec::new();
+    collect_pids(&dir, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    out.extend(read_procs(dir));
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
 }

@@ -45,6 +45,14 @@ pub fn cases() -> Vec<Case> {
             run: non_empty_cgroup_warned,
         },
         Case {
+            name: "cgroups/init_born_in_its_v2_cgroup",
+            run: init_born_in_its_v2_cgroup,
+        },
+        Case {
+            name: "cgroups/delete_removes_cgroups_made_inside",
+            run: delete_removes_cgroups_made_inside,
+        },
+        Case {
             name: "cgroups/oom_kill_exits_137",
             run: oom_kill_exits_137,
         },
@@ -424,6 +432,62 @@ fn precreate(ctx: &mut Ctx, id: &str, ctrl: &str) -> Result<PathBuf, super::Fail
         let _ = fs::remove_dir(&d);
     });
     Ok(dir)
+}
+
+/// Where the host has a cgroup v2 tree (pure v2, or hybrid's `unified`), berth clones the
+/// init straight into its cgroup there (clone3 CLONE_INTO_CGROUP, said in the debug log)
+/// rather than moving it after the clone; the init is in the container's cgroup either way.
+fn init_born_in_its_v2_cgroup(ctx: &mut Ctx) -> R {
+    if host::systemd_mode() {
+        return Err(super::Fail::Skip("the systemd unit places the init".into()));
+    }
+    if !v2_root().join("cgroup.procs").exists() {
+        return Err(super::Fail::Skip("this host has no cgroup v2 tree".into()));
+    }
+    let ct = ctx.container(SLEEPER)?;
+    ct.b.write()?;
+    let log = ctx.dir("logs").join(format!("{}.log", ct.id));
+    let o = ct.create_raw(
+        &[],
+        Opts {
+            global: vec!["--debug".into(), "--log".into(), log.display().to_string()],
+            ..Default::default()
+        },
+    );
+    ensure!(o.success(), "create: {}", o.brief());
+    let pid = ct.pid()?;
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let want = format!("0::/{}", host::cgroup_rel(&ct.id).display());
+    ensure!(
+        cg.lines().any(|l| l == want),
+        "the init's cgroup v2 is not {want}: {cg:?}"
+    );
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    ensure!(
+        text.contains("CLONE_INTO_CGROUP"),
+        "the debug log does not say the init was cloned into its cgroup"
+    );
+    let _ = ct.delete(true);
+    Ok(())
+}
+
+/// Cgroups made inside the container's own (by the container, or an operator) are removed
+/// with it, deepest first, in every hierarchy.
+fn delete_removes_cgroups_made_inside(ctx: &mut Ctx) -> R {
+    if host::systemd_mode() {
+        return Err(super::Fail::Skip("cgroupfs driver only".into()));
+    }
+    let ct = running(ctx, |_| {})?;
+    let dirs = host::cgroup_dirs(&ct.id);
+    ensure!(!dirs.is_empty(), "the container has no cgroup");
+    for d in &dirs {
+        fs::create_dir_all(d.join("sub/deeper"))?;
+    }
+    let o = ct.delete(true);
+    ensure!(o.success(), "delete --force: {}", o.brief());
+    let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
+    ensure!(left.is_empty(), "cgroups left after delete: {left:?}");
+    Ok(())
 }
 
 /// A cgroup frozen before create: runc refuses it; berth must too, instead of hanging.

@@ -56,6 +56,10 @@ pub fn cases() -> Vec<Case> {
             run: linux_masked_paths,
         },
         Case {
+            name: "config/masked_dirs_share_one_tmpfs",
+            run: masked_dirs_share_one_tmpfs,
+        },
+        Case {
             name: "config/linux_readonly_paths",
             run: linux_readonly_paths,
         },
@@ -296,6 +300,34 @@ fn linux_masked_paths(ctx: &mut Ctx) -> R {
             "[ -e /etc/masked-file ] && [ -z \"$(cat /etc/masked-file)\" ]",
             "[ -c /proc/kcore ] || [ ! -e /proc/kcore ]",
             "[ -z \"$(ls -A /sys/firmware 2>/dev/null)\" ]",
+        ],
+        true,
+    )
+}
+
+/// berth covers every masked directory with clones of one read-only tmpfs (runc mounts one
+/// tmpfs per directory): each stays empty and read-only, and they share one device.
+fn masked_dirs_share_one_tmpfs(ctx: &mut Ctx) -> R {
+    ctx.inside(
+        &|b: &mut Bundle| {
+            b.config["root"]["readonly"] = json!(false);
+            for d in ["a", "b", "c"] {
+                std::fs::create_dir_all(b.rootfs.join(format!("masked/{d}")))?;
+                std::fs::write(b.rootfs.join(format!("masked/{d}/secret")), "secret")?;
+            }
+            if let Some(a) = b.config["linux"]["maskedPaths"].as_array_mut() {
+                for d in ["a", "b", "c"] {
+                    a.push(json!(format!("/masked/{d}")));
+                }
+            }
+            Ok(())
+        },
+        &[
+            "for d in a b c; do [ -z \"$(ls -A /masked/$d)\" ] || exit 1; done",
+            "for d in a b c; do ! touch /masked/$d/x 2>/dev/null || exit 1; done",
+            "[ \"$(stat -c %d /masked/a)\" = \"$(stat -c %d /masked/b)\" ]",
+            "[ \"$(stat -c %d /masked/b)\" = \"$(stat -c %d /masked/c)\" ]",
+            "[ \"$(stat -c %d /masked/a)\" != \"$(stat -c %d /)\" ]",
         ],
         true,
     )
