@@ -145,7 +145,26 @@ impl Channel {
 
     /// Receives one message; `None` on EOF (the peer is gone).
     pub fn recv(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
-        let mut buf = vec![0u8; MAX_MSG];
+        // The packet's size first (MSG_PEEK|MSG_TRUNC waits for it and reports its whole
+        // length): the buffer is then just that big, not MAX_MSG zeroed for a 20-byte Go.
+        let size = loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(n) => break n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::Protocol(format!("receive: {e}"))),
+            }
+        };
+        if size > MAX_MSG {
+            return Err(Error::Protocol(format!(
+                "a {size}-byte message: more than the {MAX_MSG} bytes allowed"
+            )));
+        }
+        // One spare byte: a packet that still fills it grew between the peek and the read.
+        let mut buf = vec![0u8; size.max(1) + 1];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -204,6 +223,23 @@ impl Channel {
             }
         }
         Ok(fds.into_iter().next())
+    }
+
+    /// The error the peer sent, if one is waiting (without blocking): a child that failed
+    /// while this side was busy says why here.
+    pub fn child_error(&self) -> Option<Error> {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&self.fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Ok(n) if n > 0 => {}
+            _ => return None,
+        }
+        match self.recv() {
+            Ok(Some((Msg::Error(e), _))) => Some(Error::Child(e)),
+            _ => None,
+        }
     }
 
     /// Receives the message of kind `want`; a child's Error becomes this side's error, EOF

@@ -189,21 +189,31 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::config("linux", "missing"))?;
-    let pid = in_step("wait for the cgroup (Go)", || {
-        match ctx.chan.expect(MsgKind::Go)? {
-            Msg::Go { pid } => Ok(pid),
-            _ => unreachable_msg(),
-        }
-    })?;
-    let state = crate::state::hook_state(ctx.state, pid, crate::state::Status::Created);
     if let Some(name) = ctx.keyring {
         in_step("session keyring", || join_session_keyring(name))?;
     }
-    if ctx.new_cgroup_ns {
-        in_step("cgroup namespace", || {
-            unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")
+    // The parent joins the cgroup meanwhile (on cgroup v1, ten migrations): the mounts and
+    // devices go ahead and only the cgroup namespace and cgroup mounts wait for it. Nothing of
+    // the container's own runs before Go.
+    let mut pid = None;
+    let mut enter_cgroup = || -> Result<()> {
+        if pid.is_some() {
+            return Ok(());
+        }
+        let p = in_step("wait for the cgroup (Go)", || {
+            match ctx.chan.expect(MsgKind::Go)? {
+                Msg::Go { pid } => Ok(pid),
+                _ => unreachable_msg(),
+            }
         })?;
-    }
+        if ctx.new_cgroup_ns {
+            in_step("cgroup namespace", || {
+                unshare(CloneFlags::CLONE_NEWCGROUP).step("create cgroup namespace")
+            })?;
+        }
+        pid = Some(p);
+        Ok(())
+    };
     in_step("prepare the root", || {
         rootfs::prepare_root(spec, ctx.rootfs, ctx.host_mount_ns)
     })?;
@@ -214,12 +224,17 @@ fn init_steps<'a>(ctx: &InitContext<'a>) -> Result<Program<'a>> {
             ctx.in_userns,
             ctx.labels,
             ctx.bind_sources,
+            &mut enter_cgroup,
         )
     })?;
     in_step("devices", || {
         rootfs::setup_devices(spec, ctx.rootfs, ctx.in_userns)?;
         rootfs::finish_dev(spec, ctx.rootfs)
     })?;
+    // Without a cgroup mount, after the devices.
+    in_step("enter the cgroup", &mut enter_cgroup)?;
+    let pid = pid.unwrap_or_default();
+    let state = crate::state::hook_state(ctx.state, pid, crate::state::Status::Created);
     if wants_host_hooks(spec) {
         in_step("prestart and createRuntime hooks", || {
             ctx.chan.send(&Msg::HooksPlease)?;

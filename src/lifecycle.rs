@@ -61,7 +61,7 @@ fn create_from(
         StateDir::claim(&ctx.root, id, &record)
     })?;
     let result = with_runtime_env(&mut bundle.spec, &dir.dir)
-        .and_then(|()| create_in(ctx, opts, &bundle, &dir, &mut record));
+        .and_then(|()| create_in(ctx, opts, &bundle, &dir, &mut record, cgroup_existed));
     if let Err(e) = result {
         // The record goes with the last thing it names: a cgroup the undo could not remove
         // keeps it (stopped once this create exits), for `delete` to try again.
@@ -159,6 +159,7 @@ fn create_in(
     bundle: &bundle::Bundle,
     dir: &StateDir,
     record: &mut ContainerState,
+    cgroup_existed: bool,
 ) -> Result<i32> {
     let id = record.oci.id.clone();
     let request = SpawnRequest {
@@ -175,6 +176,7 @@ fn create_in(
         keyring_name: format!("_ses.{id}"),
         state: record.oci.clone(),
         cgroup_created_depth: record.cgroup_created_depth,
+        cgroup_existed,
         rootfs_mount_before: record.rootfs_mount_before,
     };
     // Each process goes into the record the moment it exists.

@@ -345,15 +345,20 @@ pub fn open_bind_sources(spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
 }
 
 /// Step 2: the config's mounts, in order.
+///
+/// `before_cgroup` runs once, before the first cgroup mount: the init only enters its cgroup
+/// namespace once the parent has put it in its cgroup, and the mounts before that need neither.
 pub fn mount_all(
     spec: &Spec,
     rootfs: &Path,
     in_userns: bool,
     labels: &Labels,
     bind_sources: &[Option<OwnedFd>],
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     let root = Root::open(rootfs)?;
-    // By now the init is in the container's cgroup namespace, if the config asks for one.
+    // A cgroup mount comes after before_cgroup: the init is in the container's cgroup
+    // namespace by then, if the config asks for one.
     let cgroup_ns = spec
         .linux()
         .as_ref()
@@ -368,6 +373,9 @@ pub fn mount_all(
     {
         let src_fd = bind_sources.get(i).and_then(Option::as_ref);
         let field = || format!("mounts[{i}] ({})", m.destination().display());
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            before_cgroup()?;
+        }
         crate::fault::point_with(field)
             .map_err(Error::from)
             .and_then(|()| mount_one(m, &root, in_userns, labels, src_fd, cgroup_ns))

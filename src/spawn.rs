@@ -43,6 +43,9 @@ pub struct SpawnRequest<'a> {
     pub state: OciState,
     /// Depth of the first cgroup directory this create makes (already in the record).
     pub cgroup_created_depth: usize,
+    /// Whether the cgroup was there before create: only then can it be frozen or hold
+    /// processes already (checked before the init is placed in it).
+    pub cgroup_existed: bool,
     /// Without a mount namespace: the id of the mount on top of the rootfs before create
     /// (already in the record), down to which a failure detaches.
     pub rootfs_mount_before: Option<u64>,
@@ -197,7 +200,6 @@ fn spawn_inner<'a>(
     record: &mut dyn FnMut(Made) -> Result<()>,
     device_rules: &[cgroups::devices::Rule],
 ) -> Result<ProcId> {
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let (parent_chan, child_chan) = channel::pair()?;
     let in_userns = plan.new_user || plan.join_user;
     let bind_sources = if in_userns {
@@ -229,7 +231,7 @@ fn spawn_inner<'a>(
         // started: one that failed is not berth's to stop).
         undo.cgroup = Some((req.cgroup_path, req.cgroup_created_depth, false));
         logging::timed("create: make the cgroup v2 directory to clone into", || {
-            cgroups::prepare_v2(req.cgroup_path, false)
+            cgroups::prepare_v2(req.cgroup_path, req.cgroup_existed)
         })?
     } else {
         None
@@ -249,7 +251,7 @@ fn spawn_inner<'a>(
                 born_in_v2 = true;
                 Ok(pid)
             }
-            Some(Err(e)) if matches!(e, Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
+            Some(Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) => {
                 // SAFETY: as above.
                 unsafe { sys::clone_fork(flags) }
             }
@@ -300,49 +302,14 @@ fn spawn_inner<'a>(
     drop(fifo);
     drop(console);
 
-    if req.systemd_cgroup {
-        // Before the undo is armed: a unit that failed to start is not berth's to stop (start
-        // cleans up after itself).
-        let all = resources.cloned().unwrap_or_default();
-        logging::timed("create: start the systemd unit", || {
-            cgroups::systemd::start(req.cgroup_path, init_pid, &all, req.id)
-        })?;
-        undo.cgroup = Some((
-            req.cgroup_path,
-            req.cgroup_created_depth,
-            req.systemd_cgroup,
-        ));
-        record(Made::Unit)?;
+    // The init sets up its mounts meanwhile; if it failed (and said why), its error is the
+    // one to report, not what placing a dead process then ran into.
+    let placed = place_init(req, spec, undo, record, device_rules, init_pid, born_in_v2)
+        .and_then(|()| parent_chan.send(&Msg::Go { pid: init_pid }));
+    if let Err(e) = placed {
+        return Err(parent_chan.child_error().unwrap_or(e));
     }
-    undo.cgroup = Some((
-        req.cgroup_path,
-        req.cgroup_created_depth,
-        req.systemd_cgroup,
-    ));
-    logging::timed("create: join cgroup and apply limits", || {
-        cgroups::join_and_apply(
-            req.cgroup_path,
-            init_pid,
-            resources,
-            device_rules,
-            req.systemd_cgroup,
-            born_in_v2,
-        )
-    })?;
-    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-        procfs::write(
-            &format!("{init_pid}/oom_score_adj"),
-            adj.to_string().as_bytes(),
-        )
-        .map_err(|e| Error::config("process.oomScoreAdj", e.to_string()))?;
-    }
-
     let state_json = state::hook_state(&req.state, init_pid, Status::Created);
-    undo.poststop = Some((
-        spec,
-        state::hook_state(&req.state, init_pid, Status::Stopped),
-    ));
-    parent_chan.send(&Msg::Go { pid: init_pid })?;
 
     if init::wants_host_hooks(spec) {
         parent_chan.expect(MsgKind::HooksPlease)?;
@@ -382,6 +349,65 @@ fn hand_to_agent(req: &SpawnRequest, init_pid: i32, fds: Vec<OwnedFd>) -> Result
     state.status = Status::Creating;
     let json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
     seccomp::send_to_agent(listener, &fd, init_pid, &json)
+}
+
+/// Puts the cloned init in its cgroup (or the systemd unit) with the limits, device rules and
+/// oom_score_adj; arms the undo for the cgroup and poststop hooks.
+#[allow(clippy::too_many_arguments)]
+fn place_init<'a>(
+    req: &'a SpawnRequest,
+    spec: &'a Spec,
+    undo: &mut Undo<'a>,
+    record: &mut dyn FnMut(Made) -> Result<()>,
+    device_rules: &[cgroups::devices::Rule],
+    init_pid: i32,
+    born_in_v2: bool,
+) -> Result<()> {
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    if req.systemd_cgroup {
+        // Before the undo is armed: a unit that failed to start is not berth's to stop (start
+        // cleans up after itself).
+        let all = resources.cloned().unwrap_or_default();
+        logging::timed("create: start the systemd unit", || {
+            cgroups::systemd::start(req.cgroup_path, init_pid, &all, req.id)
+        })?;
+        undo.cgroup = Some((
+            req.cgroup_path,
+            req.cgroup_created_depth,
+            req.systemd_cgroup,
+        ));
+        record(Made::Unit)?;
+    }
+    undo.cgroup = Some((
+        req.cgroup_path,
+        req.cgroup_created_depth,
+        req.systemd_cgroup,
+    ));
+    logging::timed("create: join cgroup and apply limits", || {
+        cgroups::join_and_apply(
+            req.cgroup_path,
+            init_pid,
+            resources,
+            device_rules,
+            req.systemd_cgroup,
+            born_in_v2,
+            req.cgroup_existed && !born_in_v2,
+        )
+    })?;
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        procfs::write(
+            &format!("{init_pid}/oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )
+        .map_err(|e| Error::config("process.oomScoreAdj", e.to_string()))?;
+    }
+
+    undo.poststop = Some((
+        spec,
+        state::hook_state(&req.state, init_pid, Status::Stopped),
+    ));
+
+    Ok(())
 }
 
 /// Serves the stage process until it reports the init's pid. The init it clones holds a copy

@@ -54,7 +54,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// As clone_fork.
 pub unsafe fn clone_into_cgroup(flags: libc::c_ulong, cgroup_fd: RawFd) -> nix::Result<i32> {
     let args = CloneArgs {
-        flags: flags as u64 | CLONE_INTO_CGROUP,
+        flags: flags | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup_fd as u64,
         ..Default::default()

@@ -196,10 +196,8 @@ fn preflight(path: &Path) -> Result<()> {
 /// CLONE_INTO_CGROUP) instead of moved there afterwards. None under systemd (the unit places
 /// the init), on a v1-only host, or if the directory cannot be made here (the join then
 /// reports it).
-pub fn prepare_v2(path: &Path, systemd: bool) -> Result<Option<std::os::fd::OwnedFd>> {
-    if systemd {
-        return Ok(None);
-    }
+/// `existed`: the cgroup was there before create, and is checked (see `preflight`).
+pub fn prepare_v2(path: &Path, existed: bool) -> Result<Option<std::os::fd::OwnedFd>> {
     let base = if is_unified() {
         PathBuf::from(CGROUP_ROOT)
     } else {
@@ -208,7 +206,9 @@ pub fn prepare_v2(path: &Path, systemd: bool) -> Result<Option<std::os::fd::Owne
     if !hierarchies().contains(&base) {
         return Ok(None);
     }
-    preflight(path)?;
+    if existed {
+        preflight(path)?;
+    }
     let rel = path.strip_prefix("/").unwrap_or(path);
     if make_dirs(&base, rel, false).is_err() {
         return Ok(None);
@@ -228,7 +228,7 @@ pub fn prepare_v2(path: &Path, systemd: bool) -> Result<Option<std::os::fd::Owne
 /// With `systemd`, systemd::start has made the unit already and placed the pid in a scope:
 /// berth then only joins the hierarchies systemd does not manage (v1) and writes the limits.
 /// `born_in_v2`: the init was cloned into the v2 tree's cgroup (see `prepare_v2`), which is
-/// then neither checked nor written again.
+/// not written again. `check`: the cgroup was there before create (and not checked yet).
 pub fn join_and_apply(
     path: &Path,
     pid: i32,
@@ -236,9 +236,10 @@ pub fn join_and_apply(
     device_rules: &[devices::Rule],
     systemd: bool,
     born_in_v2: bool,
+    check: bool,
 ) -> Result<()> {
     let scope = systemd && path.extension().is_some_and(|e| e == "scope");
-    if !scope && !born_in_v2 {
+    if !scope && check {
         preflight(path)?;
     }
     create_and_join(path, pid, scope, born_in_v2)?;
