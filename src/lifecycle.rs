@@ -270,8 +270,16 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
         let _ = fs::remove_file(&fifo);
         // Poststart hooks run once the process has started: the init's read end is
         // close-on-exec, so the fifo loses its last reader at the execve (or if the init dies
-        // first).
-        wait_no_readers(&f);
+        // first). Without such hooks nothing waits on the execve (nor does runc's start): the
+        // program was found at create, and the state no longer says created.
+        if st
+            .config
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| !Kind::Poststart.of(h).is_empty())
+        {
+            wait_no_readers(&f);
+        }
         Ok::<(), Error>(())
     })?;
     let hooks = st.config.hooks().as_ref();

@@ -400,7 +400,17 @@ pub fn sweep_dead_claims(root: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        if !name.to_string_lossy().starts_with(CLAIM_PREFIX) {
+        let name = name.to_string_lossy();
+        let Some(pid) = name.strip_prefix(CLAIM_PREFIX) else {
+            continue;
+        };
+        // A claim is named by its creator's pid, and is made before its record is written:
+        // while that pid lives, the claim may be one still being filled in, never swept. (A
+        // reused pid only delays the sweep; the new owner's own claim replaces it.)
+        if pid
+            .parse::<i32>()
+            .is_ok_and(|p| p > 0 && Path::new("/proc").join(p.to_string()).exists())
+        {
             continue;
         }
         let creator = load_state(&e.path()).ok().and_then(|s| s.creator);
