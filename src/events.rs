@@ -117,7 +117,7 @@ pub fn stream(root: &Path, id: &str, interval: Duration, sink: &mut Sink) -> Res
         // OOM first: the kill that ends the container comes with its OOM event.
         if oom_ready || init_exited {
             if let Some(w) = &mut oom {
-                match w.check() {
+                match w.check(oom_ready) {
                     Check::Oom => {
                         if !sink(&Event {
                             kind: "oom",
@@ -126,6 +126,14 @@ pub fn stream(root: &Path, id: &str, interval: Duration, sink: &mut Sink) -> Res
                         }) {
                             return Ok(());
                         }
+                    }
+                    Check::OomThenGone => {
+                        sink(&Event {
+                            kind: "oom",
+                            id,
+                            data: None,
+                        });
+                        return Ok(());
                     }
                     Check::Nothing => {}
                     // The cgroup is gone: so is the container (runc ends the stream here too).
@@ -158,6 +166,8 @@ enum Check {
     Oom,
     Nothing,
     Gone,
+    /// The OOM that killed the container, seen once its cgroup was already gone.
+    OomThenGone,
 }
 
 /// The source of OOM notifications of the container's memory cgroup.
@@ -169,8 +179,15 @@ enum OomWatch {
         _control: File,
         event_control: PathBuf,
     },
-    /// v2: memory.events, open for POLLPRI, and the OOM count last seen.
-    V2 { file: File, count: u64 },
+    /// v2: memory.events, open for POLLPRI, and the OOM count last seen; the parent's
+    /// memory.events (hierarchical: it counts the container's OOMs too) and its count at the
+    /// last read.
+    V2 {
+        file: File,
+        count: u64,
+        parent: PathBuf,
+        parent_count: Option<u64>,
+    },
 }
 
 impl OomWatch {
@@ -185,7 +202,18 @@ impl OomWatch {
                 &read_from_start(&mut file)
                     .map_err(|e| Error::io("read memory.events", &path, e))?,
             );
-            return Ok(OomWatch::V2 { file, count });
+            let parent = root
+                .join(rel)
+                .parent()
+                .unwrap_or(root)
+                .join("memory.events");
+            let parent_count = fs::read_to_string(&parent).ok().map(|t| oom_count(&t));
+            return Ok(OomWatch::V2 {
+                file,
+                count,
+                parent,
+                parent_count,
+            });
         }
         let dir = root.join("memory").join(rel);
         let control_path = dir.join("memory.oom_control");
@@ -219,8 +247,9 @@ impl OomWatch {
         }
     }
 
-    /// Whether an OOM happened since the last check; never blocks.
-    fn check(&mut self) -> Check {
+    /// Whether an OOM happened since the last check; never blocks. `notified`: the fd polled
+    /// ready.
+    fn check(&mut self, notified: bool) -> Check {
         match self {
             OomWatch::V1 {
                 efd, event_control, ..
@@ -229,19 +258,41 @@ impl OomWatch {
                 Ok(_) => Check::Oom,
                 Err(_) => Check::Nothing,
             },
-            OomWatch::V2 { file, count } => match read_from_start(file) {
+            OomWatch::V2 {
+                file,
+                count,
+                parent,
+                parent_count,
+            } => match read_from_start(file) {
                 Ok(text) => {
                     let now = oom_count(&text);
                     let rose = now > *count;
                     *count = now;
+                    // The parent's count as of now: only an OOM after this read can account
+                    // for a rise seen once the container's cgroup is gone.
+                    if let Ok(t) = fs::read_to_string(&*parent) {
+                        *parent_count = Some(oom_count(&t));
+                    }
                     if rose {
                         Check::Oom
                     } else {
                         Check::Nothing
                     }
                 }
-                // A removed cgroup's files fail to read (and would poll ready forever).
-                Err(_) => Check::Gone,
+                // A removed cgroup's files fail to read (and would poll ready forever). The
+                // kill that ends the container can empty the cgroup, and systemd or `run`'s
+                // delete remove it, before this read: a notification of the container's own
+                // memory.events, with the parent's OOM count up since the last read, was it.
+                Err(_) => {
+                    let parent_rose = parent_count.is_some_and(|before| {
+                        fs::read_to_string(&*parent).is_ok_and(|t| oom_count(&t) > before)
+                    });
+                    if notified && parent_rose {
+                        Check::OomThenGone
+                    } else {
+                        Check::Gone
+                    }
+                }
             },
         }
     }
