@@ -218,6 +218,21 @@ impl Bench {
         Ok(())
     }
 
+    /// The outcome of an untimed step after a row's measurements (deleting its container):
+    /// a failure is listed, it has no cell of its own.
+    fn after(&mut self, rt: &Runtime, r: Result<(), Fail>) -> Result<(), Fail> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(Fail::Interrupted) => Err(Fail::Interrupted),
+            Err(_) if proc::interrupted() => Err(Fail::Interrupted),
+            Err(e) => {
+                eprintln!("  {}: FAILED: {e}", rt.key);
+                self.report.failures.push(format!("{}: {e}", rt.key));
+                Ok(())
+            }
+        }
+    }
+
     /// Runs a hyperfine job; returns its median in ms and keeps hyperfine's record.
     fn hyperfine(&mut self, row: &str, col: &str, job: hf::Job) -> Result<f64, Fail> {
         let stats = hf::hyperfine(&job, &mut self.scratch)?;
@@ -418,9 +433,7 @@ impl Bench {
                 self.put(row, rt.key, r)?;
             }
             let r = rt.delete("bench-c", &mut self.scratch);
-            if let Err(e) = r {
-                self.put(&mut rows[2], rt.key, Err(e))?;
-            }
+            self.after(rt, r)?;
         }
         Ok(rows.into())
     }
@@ -466,10 +479,8 @@ impl Bench {
             }
             let r = self.rss(rt, &["exec", "bench-x", "/bin/true"], None);
             self.put(&mut rows[3], rt.key, r)?;
-            let r = rt.delete("bench-x", &mut self.scratch).map(|()| 0.0);
-            if let Err(e) = r {
-                self.put(&mut rows[0], rt.key, Err(e))?;
-            }
+            let r = rt.delete("bench-x", &mut self.scratch);
+            self.after(rt, r)?;
         }
         Ok(rows.into())
     }
