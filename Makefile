@@ -188,8 +188,10 @@ BENCH := $(TARGET_DIR)/release/bench
 BENCH_OUT := $(TARGET_DIR)/bench
 CRUN_SHIM_SRC := $(CURDIR)/../shared/bench/crun-hybrid-shim.c
 CRUN_SHIM := $(BENCH_OUT)/crun-hybrid-shim.so
+# More options for the driver, e.g. BENCH_FLAGS="--runtimes runc,crun" (berth always runs).
+BENCH_FLAGS ?=
 BENCH_RUN = $(BENCH) --berth $(BERTH) --floor $(TARGET_DIR)/release/floor --out $(BENCH_OUT) \
-	$$( [ -f $(CRUN_SHIM) ] && echo --crun-shim $(CRUN_SHIM) )
+	$$( [ -f $(CRUN_SHIM) ] && echo --crun-shim $(CRUN_SHIM) ) $(BENCH_FLAGS)
 
 bench-deps:
 	@missing=""; \

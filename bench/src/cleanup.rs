@@ -41,7 +41,7 @@ pub fn cleanup(base: &Path, runtimes: &[Runtime]) -> (Vec<String>, bool) {
         let tmp = std::env::temp_dir().join(format!("berth-bench-cleanup-{}", std::process::id()));
         match Scratch::new(&tmp) {
             Ok(mut scratch) => {
-                for rt in runtimes.iter().filter(|r| r.installed()) {
+                for rt in runtimes.iter().filter(|r| r.present()) {
                     ok &= delete_all(rt, &mut scratch, &mut notes);
                 }
             }

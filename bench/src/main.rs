@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// Everything the benchmark makes on the host lives here (state roots, bundles, scratch).
 const BASE: &str = "/run/berth-bench";
 const USAGE: &str = "usage: bench [--quick] [--berth PATH] [--floor PATH] [--crun-shim PATH] \
-                     [--seccomp-profile PATH] [--out DIR]";
+                     [--seccomp-profile PATH] [--out DIR] [--runtimes berth,runc,crun,youki]";
 
 struct Opts {
     quick: bool,
@@ -35,6 +35,8 @@ struct Opts {
     crun_shim: Option<PathBuf>,
     seccomp_profile: PathBuf,
     out: PathBuf,
+    /// The peers to run (berth always runs); None: every one installed.
+    only: Option<Vec<String>>,
 }
 
 fn target_dir() -> PathBuf {
@@ -62,6 +64,7 @@ fn parse_opts() -> Result<Opts, String> {
         crun_shim: None,
         seccomp_profile: PathBuf::from(moby_profile::PODMAN_PROFILE),
         out: target_dir().join("bench"),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -77,6 +80,19 @@ fn parse_opts() -> Result<Opts, String> {
             "--crun-shim" => o.crun_shim = Some(value()?),
             "--seccomp-profile" => o.seccomp_profile = value()?,
             "--out" => o.out = value()?,
+            "--runtimes" => {
+                let list = value()?;
+                let names: Vec<String> = list
+                    .to_string_lossy()
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect();
+                if let Some(bad) = names.iter().find(|n| !rt::KEYS.contains(&n.as_str())) {
+                    return Err(format!("--runtimes: unknown runtime {bad:?}\n{USAGE}"));
+                }
+                o.only = Some(names);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
         }
@@ -724,7 +740,7 @@ impl Bench {
 
     fn row_sizes(&mut self, rts: &[Runtime]) -> Result<Row, Fail> {
         let mut row = Self::start_row(rts, "size", "binary size", "MiB");
-        for rt in rts.iter() {
+        for rt in rts.iter().filter(|r| r.installed()) {
             if let Some(p) = &rt.path {
                 let r = std::fs::metadata(p)
                     .map(|m| m.len() as f64 / MIB)
@@ -962,8 +978,8 @@ fn machine_info(rts: &[Runtime], opts: &Opts, plan: &Plan) -> Vec<(String, Strin
     ];
     for rt in rts {
         let v = match &rt.path {
-            Some(p) => format!("{} ({})", rt.version, p.display()),
-            None => rt.absent.clone(),
+            Some(p) if rt.installed() => format!("{} ({})", rt.version, p.display()),
+            _ => rt.absent.clone(),
         };
         m.push((rt.key.to_string(), v));
     }
@@ -999,6 +1015,14 @@ fn footnotes(plan: &Plan) -> Vec<String> {
         "exec, state, list and exec's RSS: against one running container (/bin/sleep 1000), \
          created and started by the driver beforehand."
             .into(),
+        "Variants: seccomp = Docker's default profile (Debian's copy for Podman) converted to \
+         OCI for the spec's bounding capabilities; mounts-N = N more tmpfs mounts at /mnt/mI; \
+         masked-N = N more linux.maskedPaths (half directories, half files); rules-N = a \
+         profile allowing all but N personality(2) rules, each on its own argument value, \
+         returning an errno; hooks-N = N createRuntime hooks, each the host's \
+         `dd of=/dev/null status=none` reading the state (not /bin/true: crun 1.8 fails a hook \
+         that exits before crun wrote the state to it)."
+            .into(),
         format!(
             "Sequential: one hyperfine timing ({} runs) of a sh loop of {} `run`s, divided by {}. \
              Parallel: {} `run`s with distinct ids spawned at once by the driver, wall time from \
@@ -1027,7 +1051,7 @@ fn footnotes(plan: &Plan) -> Vec<String> {
              n/a when berth writes no such record.",
             plan.debug
         ),
-        "Rows marked FAIL are listed under Failures; — is a runtime not installed.".into(),
+        "Rows marked FAIL are listed under Failures; — is a runtime not installed (or skipped).".into(),
     ]
 }
 
@@ -1098,7 +1122,13 @@ fn main() -> ExitCode {
     // Versions are read before the start-up cleanup, which removes the benchmark's directory.
     let probe_dir = std::env::temp_dir().join(format!("berth-bench-probe-{}", std::process::id()));
     let rts = match Scratch::new(&probe_dir) {
-        Ok(mut s) => rt::discover(&opts.berth, opts.crun_shim.as_deref(), &roots, &mut s),
+        Ok(mut s) => rt::discover(
+            &opts.berth,
+            opts.crun_shim.as_deref(),
+            opts.only.as_deref(),
+            &roots,
+            &mut s,
+        ),
         Err(e) => {
             eprintln!("bench: {e}");
             return ExitCode::from(1);

@@ -303,9 +303,11 @@ pub fn stop_all(children: &mut [&mut Child], gently: bool) {
     }
 }
 
-/// Processes left from this run after its children are gone: in this process's group (which
-/// every process started under it inherits), started no earlier than this process, not
-/// zombies. A runtime that ignores SIGINT outlives hyperfine and is no longer under it.
+/// Processes this run started and left running: under this process, or orphans (parent
+/// init) in this process's group (which every process started under it inherits) started no
+/// earlier than it. A runtime that ignores SIGINT outlives hyperfine and is no longer under
+/// it. Never an ancestor, nor a sibling such as the other end of a pipe (their parent is not
+/// init).
 pub fn strays() -> Vec<(libc::pid_t, String)> {
     let me = std::process::id() as libc::pid_t;
     // SAFETY: getpgrp cannot fail.
@@ -313,6 +315,7 @@ pub fn strays() -> Vec<(libc::pid_t, String)> {
     let Some(born) = start_time(me) else {
         return Vec::new();
     };
+    let mine = descendants(me);
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return out;
@@ -336,9 +339,11 @@ pub fn strays() -> Vec<(libc::pid_t, String)> {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = f.get(1).and_then(|v| v.parse::<libc::pid_t>().ok());
         let pgrp = f.get(2).and_then(|v| v.parse::<libc::pid_t>().ok());
         let started = f.get(19).and_then(|v| v.parse::<u64>().ok());
-        if f.first() == Some(&"Z") || pgrp != Some(group) || started.is_none_or(|t| t < born) {
+        let orphan = ppid == Some(1) && pgrp == Some(group) && started.is_some_and(|t| t >= born);
+        if f.first() == Some(&"Z") || !(orphan || mine.contains(&pid)) {
             continue;
         }
         let cmdline = std::fs::read(e.path().join("cmdline"))

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// The runtimes the benchmark knows, in the table's order.
+pub const KEYS: [&str; 4] = ["berth", "runc", "crun", "youki"];
+
 /// The file crun 1.8 reads to refuse a hybrid host whose cgroup2 tree has controllers.
 const UNIFIED_CONTROLLERS: &str = "/sys/fs/cgroup/unified/cgroup.controllers";
 
@@ -21,10 +24,18 @@ pub struct Runtime {
     pub env: Vec<(String, String)>,
     pub root: PathBuf,
     pub version: String,
+    /// Installed but left out by `--runtimes`: not measured, still cleaned up after.
+    pub skipped: bool,
 }
 
 impl Runtime {
+    /// Installed and measured in this run.
     pub fn installed(&self) -> bool {
+        self.path.is_some() && !self.skipped
+    }
+
+    /// Installed (so a container an earlier run left in its root can be deleted).
+    pub fn present(&self) -> bool {
         self.path.is_some()
     }
 
@@ -107,10 +118,11 @@ fn version(path: &Path, env: &[(String, String)], scratch: &mut Scratch) -> Stri
 }
 
 /// berth at `berth`, then runc, crun (shimmed with `shim` where the host needs it) and youki
-/// where installed.
+/// where installed, less the peers not named in `only`.
 pub fn discover(
     berth: &Path,
     shim: Option<&Path>,
+    only: Option<&[String]>,
     roots: &Path,
     scratch: &mut Scratch,
 ) -> Vec<Runtime> {
@@ -137,8 +149,13 @@ pub fn discover(
             env: Vec::new(),
             root: roots.join(key),
             version: String::new(),
+            skipped: false,
         };
-        if rt.path.is_none() {
+        let wanted = key == "berth" || only.is_none_or(|o| o.iter().any(|n| n == key));
+        if !wanted {
+            rt.skipped = true;
+            rt.absent = "skipped (--runtimes)".into();
+        } else if rt.path.is_none() {
             rt.absent = if key == "berth" {
                 format!("{} not built", berth.display())
             } else {
@@ -153,7 +170,7 @@ pub fn discover(
                         .push(("LD_PRELOAD".into(), s.to_string_lossy().into_owned()));
                 }
                 None => {
-                    rt.path = None;
+                    rt.skipped = true;
                     rt.absent = "refuses this hybrid host; no shim (--crun-shim)".into();
                 }
             }
