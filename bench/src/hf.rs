@@ -60,8 +60,7 @@ pub fn hyperfine(job: &Job, scratch: &mut Scratch) -> Result<Stats, Fail> {
         if proc::interrupted() {
             return Err(Fail::Interrupted);
         }
-        let lines: Vec<&str> = done.stderr.trim().lines().collect();
-        let said = lines[lines.len().saturating_sub(3)..].join(" / ");
+        let said = proc::gist(&done.stderr);
         let why = diagnose(job, scratch);
         return Err(failed(format!("`{}`: {said}{why}", job.command)));
     }

@@ -1051,7 +1051,8 @@ fn footnotes(plan: &Plan) -> Vec<String> {
              n/a when berth writes no such record.",
             plan.debug
         ),
-        "Rows marked FAIL are listed under Failures; — is a runtime not installed (or skipped).".into(),
+        "Rows marked FAIL are listed under Failures; — is a runtime not installed (or skipped)."
+            .into(),
     ]
 }
 
@@ -1273,6 +1274,14 @@ mod tests {
         assert!(!cleanup::is_bench_id("bench-p"));
         assert!(!cleanup::is_bench_id("bench-px"));
         assert!(!cleanup::is_bench_id("docker"));
+    }
+
+    #[test]
+    fn gist_of_errors() {
+        let bt = "Error: failed to create container\n   0: backtrace\n   1: _start\n";
+        assert_eq!(proc::gist(bt), "Error: failed to create container");
+        assert_eq!(proc::gist("a\nb\nc\nd\n"), "b / c / d");
+        assert_eq!(proc::gist(""), "");
     }
 
     #[test]

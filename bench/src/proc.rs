@@ -106,11 +106,30 @@ pub struct Done {
 impl Done {
     /// The command line and the end of its stderr, for an error message.
     pub fn why(&self, what: &str) -> String {
-        let err = self.stderr.trim();
-        let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("{what}: {}: {}", self.status, tail.join(" / "))
+        format!("{what}: {}: {}", self.status, gist(&self.stderr))
     }
+}
+
+/// What a failed command said, in short: its lines that mention an error (a runtime's
+/// backtrace, say, comes after its message), else its last lines.
+pub fn gist(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.to_ascii_lowercase().contains("error"))
+        .take(3)
+        .collect();
+    let pick = if errors.is_empty() {
+        &lines[lines.len().saturating_sub(3)..]
+    } else {
+        &errors[..]
+    };
+    pick.join(" / ")
 }
 
 /// Runs `cmd` (stdin from /dev/null, stdout and stderr to scratch files) until it exits or
