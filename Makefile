@@ -11,7 +11,8 @@ DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
 	build-faults test-faults \
-	test-clients test-apparmor test-cgroupv2 lint demo clean soak soak-short fuzz fuzz-short fuzz-deps
+	test-clients test-apparmor test-cgroupv2 lint demo clean soak soak-short fuzz fuzz-short fuzz-deps \
+	bench bench-quick bench-deps bench-bin
 
 all: build
 
@@ -177,6 +178,48 @@ GUEST_RUN = OCIVM_TIMEOUT=1500 $(VM)/run-in-guest.sh $(CURDIR) $(abspath $(INTEG
 test-cgroupv2: build runtimetest integration-bin
 	$(GUEST_RUN) --filter $(subst $(eval) ,,$(CGROUPV2_CASES))
 	OCIVM_INIT=systemd $(GUEST_RUN) --systemd-cgroup --filter $(subst $(eval) ,,$(SYSTEMD_CASES))
+
+# berth beside runc, crun and youki (each where installed) and the kernel's floor, in one run on
+# the same bundles: hyperfine medians, ratios, and how mounts, masked paths, seccomp rules and
+# hooks scale. Prints a Markdown table, saved with the raw JSON in $(TARGET_DIR)/bench/. It only
+# reports (it fails when a command fails or hangs, never on a timing), and cleans up after
+# itself, interrupted or not. `bench-quick` is the same with few runs and smaller N (1-2 min).
+# crun 1.8 refuses this kind of host's hybrid cgroups: it runs with ../shared's LD_PRELOAD shim
+# when that is there, and is labelled "crun (shimmed)".
+BENCH := $(TARGET_DIR)/release/bench
+BENCH_OUT := $(TARGET_DIR)/bench
+CRUN_SHIM_SRC := $(CURDIR)/../shared/bench/crun-hybrid-shim.c
+CRUN_SHIM := $(BENCH_OUT)/crun-hybrid-shim.so
+# More options for the driver, e.g. BENCH_FLAGS="--runtimes runc,crun" (berth always runs).
+BENCH_FLAGS ?=
+BENCH_RUN = $(BENCH) --berth $(BERTH) --floor $(TARGET_DIR)/release/floor --out $(BENCH_OUT) \
+	$$( [ -f $(CRUN_SHIM) ] && echo --crun-shim $(CRUN_SHIM) ) $(BENCH_FLAGS)
+
+bench-deps:
+	@missing=""; \
+	for p in hyperfine time runc crun busybox-static; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+bench-bin:
+	$(CARGO) build --release -p bench
+	@mkdir -p $(BENCH_OUT)
+	@if [ -f $(CRUN_SHIM_SRC) ]; then \
+		echo "cc $(CRUN_SHIM_SRC)"; \
+		cc -O2 -shared -fPIC -o $(CRUN_SHIM) $(CRUN_SHIM_SRC) -ldl; \
+	else \
+		rm -f $(CRUN_SHIM); \
+	fi
+
+bench: deps bench-deps build bench-bin
+	$(BENCH_RUN)
+
+bench-quick: deps bench-deps build bench-bin
+	$(BENCH_RUN) --quick
 
 lint:
 	$(CARGO) fmt --all -- --check

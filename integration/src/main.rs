@@ -5,6 +5,7 @@ mod bundle;
 mod cases;
 mod host;
 mod leak;
+mod moby_profile;
 mod runtime;
 mod soak;
 
