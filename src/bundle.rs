@@ -72,7 +72,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let seccomp = compile_seccomp(&spec)?;
     if let Some(f) = &seccomp {
         crate::logging::debug(&format!(
-            "linux.seccomp: compiled to {} BPF instructions in {} µs",
+            "linux.seccomp: compiled to {} BPF instructions: done in {}µs",
             f.program.len(),
             started.elapsed().as_micros()
         ));

@@ -224,9 +224,7 @@ impl Bench {
             Err(_) if proc::interrupted() => return Err(Fail::Interrupted),
             Err(e) => {
                 eprintln!("  {:<40} {:<6} FAILED: {e}", row.name, col);
-                self.report
-                    .failures
-                    .push(format!("{} / {col}: {e}", row.name));
+                self.report.fail(col, format!("{} / {col}: {e}", row.name));
                 Cell::Fail(e.to_string())
             }
         };
@@ -243,7 +241,7 @@ impl Bench {
             Err(_) if proc::interrupted() => Err(Fail::Interrupted),
             Err(e) => {
                 eprintln!("  {}: FAILED: {e}", rt.key);
-                self.report.failures.push(format!("{}: {e}", rt.key));
+                self.report.fail(rt.key, format!("{}: {e}", rt.key));
                 Ok(())
             }
         }
@@ -314,7 +312,7 @@ impl Bench {
             }
             Err(e) => {
                 eprintln!("bench: no seccomp variant: {e}");
-                self.report.failures.push(format!("seccomp variant: {e}"));
+                self.report.fail("", format!("seccomp variant: {e}"));
                 None
             }
         };
@@ -398,7 +396,7 @@ impl Bench {
                 Err(e) => {
                     eprintln!("  {key} {}: FAILED: {e}", rt.key);
                     let f = format!("plain run before {} / {}: {e}", variants[0].name, rt.key);
-                    self.report.failures.push(f);
+                    self.report.fail(rt.key, f);
                 }
             }
             for (row, v) in rows.iter_mut().zip(variants) {
@@ -585,10 +583,13 @@ impl Bench {
             eprintln!("  {:<40} {:<6} {errors}", errs.name, rt.key);
             if errors > 0 {
                 let why = first_error.unwrap_or_default();
-                self.report.failures.push(format!(
-                    "{} / {}: {errors} runs failed; first: {why}",
-                    errs.name, rt.key
-                ));
+                self.report.fail(
+                    rt.key,
+                    format!(
+                        "{} / {}: {errors} runs failed; first: {why}",
+                        errs.name, rt.key
+                    ),
+                );
             }
         }
         Ok(vec![wall, errs])
@@ -1221,9 +1222,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if outcome.is_err() || !report.failures.is_empty() || !clean {
-        eprintln!("bench: FAILED: {} failure(s)", report.failures.len());
+    if outcome.is_err() || report.own_failures > 0 || !clean {
+        eprintln!(
+            "bench: FAILED: {} failure(s) of berth or the benchmark",
+            report.own_failures
+        );
         return ExitCode::from(1);
+    }
+    if !report.failures.is_empty() {
+        eprintln!(
+            "bench: {} failure(s) of peers, listed under Failures",
+            report.failures.len()
+        );
     }
     ExitCode::SUCCESS
 }

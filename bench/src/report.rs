@@ -72,9 +72,22 @@ pub struct Report {
     pub families: Vec<Family>,
     pub footnotes: Vec<String>,
     pub failures: Vec<String>,
+    /// How many of the failures are berth's (or the floor's): only those fail the benchmark.
+    /// A peer that fails or hangs is listed and left out of the ratios.
+    pub own_failures: usize,
     /// hyperfine's record of each measurement, with its row and runtime.
     pub raw: Vec<Value>,
     pub cleanup: Vec<String>,
+}
+
+impl Report {
+    /// Lists a failure of `who` (a runtime's key, "floor", or "" for the benchmark itself).
+    pub fn fail(&mut self, who: &str, msg: String) {
+        if matches!(who, "berth" | "floor" | "") {
+            self.own_failures += 1;
+        }
+        self.failures.push(msg);
+    }
 }
 
 pub fn fmt(v: f64, unit: &str) -> String {
