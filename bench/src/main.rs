@@ -452,6 +452,31 @@ impl Bench {
         Ok(rows.into())
     }
 
+    /// `create` alone of one bundle (the preparation deletes the container), to set beside
+    /// the plain create: what a variant adds to create itself.
+    fn row_create(
+        &mut self,
+        rts: &[Runtime],
+        key: &str,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Row, Fail> {
+        let b = dir.to_string_lossy();
+        let mut row = Self::start_row(rts, key, name, "ms");
+        for rt in rts.iter().filter(|r| r.installed()) {
+            let del = format!(
+                "{} >/dev/null 2>&1",
+                rt.line(&["delete", "--force", "bench-c"])
+            );
+            let create = rt.line(&["create", "--bundle", &b, "bench-c"]);
+            let r = self.timed(key, rt, create, Some(sh(&format!("{del}; true"))));
+            self.put(&mut row, rt.key, r)?;
+            let r = rt.delete("bench-c", &mut self.scratch);
+            self.after(rt, r)?;
+        }
+        Ok(row)
+    }
+
     /// exec, state, list and exec's peak RSS against one running container.
     fn rows_running(&mut self, rts: &[Runtime], sleep: &Path) -> Result<Vec<Row>, Fail> {
         let b = sleep.to_string_lossy();
@@ -1080,6 +1105,10 @@ fn run_all(b: &mut Bench, rts: &[Runtime]) -> Result<(), Fail> {
     rows.extend(b.rows_running(rts, &bundles.sleep)?);
     for v in bundles.variants.iter().filter(|v| v.family.is_none()) {
         rows.push(b.row_run(rts, &v.key, &v.name, &v.dir)?);
+        if v.key == "run:seccomp" {
+            let name = v.name.replacen("run", "create", 1);
+            rows.push(b.row_create(rts, "create:seccomp", &name, &v.dir)?);
+        }
     }
     for f in 0..b.report.families.len() {
         let pair: Vec<&Variant> = bundles
