@@ -292,7 +292,7 @@ fn create_and_join(path: &Path, pid: i32, scope: bool, born_in_v2: bool) -> Resu
 }
 
 /// mkdir -p of `rel` under one hierarchy. A new v1 cpuset level starts with empty
-/// cpuset.cpus/mems, which no task may join: each gets its parent's. On a pure v2 host each
+/// cpuset.cpus/mems, which no task may join (ENOSPC): each empty one gets its parent's. On a pure v2 host each
 /// level above the container's enables the root's controllers for its children, as runc does
 /// (not the container's own: a cgroup with controllers enabled for children cannot hold
 /// processes).
@@ -315,15 +315,19 @@ fn make_dirs(base: &Path, rel: &Path, scope: bool) -> std::io::Result<()> {
         let parent = dir.clone();
         dir.push(comp);
         match fs::create_dir(&dir) {
-            Ok(()) if cpuset => {
-                for file in ["cpuset.cpus", "cpuset.mems"] {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if cpuset {
+            // Also when the level already exists: a concurrent create may have made it an
+            // instant ago and not filled it in yet (the value is the same either way).
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if fs::read_to_string(dir.join(file))?.trim().is_empty() {
                     let value = fs::read_to_string(parent.join(file))?;
                     fs::write(dir.join(file), value.trim())?;
                 }
             }
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
         }
     }
     Ok(())
