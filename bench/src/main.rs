@@ -421,10 +421,7 @@ impl Bench {
             Self::start_row(rts, "delete", "delete (stopped container)", "ms"),
         ];
         for rt in rts.iter().filter(|r| r.installed()) {
-            let del = format!(
-                "{} >/dev/null 2>&1",
-                rt.line(&["delete", "--force", "bench-c"])
-            );
+            let del = quiet_delete(rt, "bench-c");
             let create = rt.line(&["create", "--bundle", &b, "bench-c"]);
             let start = rt.line(&["start", "bench-c"]);
             let state = rt.line(&["state", "bench-c"]);
@@ -464,10 +461,7 @@ impl Bench {
         let b = dir.to_string_lossy();
         let mut row = Self::start_row(rts, key, name, "ms");
         for rt in rts.iter().filter(|r| r.installed()) {
-            let del = format!(
-                "{} >/dev/null 2>&1",
-                rt.line(&["delete", "--force", "bench-c"])
-            );
+            let del = quiet_delete(rt, "bench-c");
             let create = rt.line(&["create", "--bundle", &b, "bench-c"]);
             let r = self.timed(key, rt, create, Some(sh(&format!("{del}; true"))));
             self.put(&mut row, rt.key, r)?;
@@ -940,6 +934,11 @@ fn parse_duration(s: &str) -> Option<f64> {
 
 /// From one JSON debug log: the "berth binary protected: ... in X" figures, and every
 /// "STEP: done in X" whose step mentions seccomp (all in µs).
+/// A shell command deleting container `id` with `rt`, whatever state it is in (or none).
+fn quiet_delete(rt: &Runtime, id: &str) -> String {
+    format!("{} >/dev/null 2>&1", rt.line(&["delete", "--force", id]))
+}
+
 fn parse_debug_log(text: &str) -> (Vec<f64>, Vec<(String, f64)>) {
     let mut protected = Vec::new();
     let mut steps = Vec::new();

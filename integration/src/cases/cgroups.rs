@@ -437,6 +437,19 @@ fn precreate(ctx: &mut Ctx, id: &str, ctrl: &str) -> Result<PathBuf, super::Fail
 /// Where the host has a cgroup v2 tree (pure v2, or hybrid's `unified`), berth clones the
 /// init straight into its cgroup there (clone3 CLONE_INTO_CGROUP, said in the debug log)
 /// rather than moving it after the clone; the init is in the container's cgroup either way.
+/// `create` with the debug log in a file of its own; returns the outcome and the log's path.
+fn create_with_debug_log(ctx: &mut Ctx, ct: &Ct) -> (Out, PathBuf) {
+    let log = ctx.dir("logs").join(format!("{}.log", ct.id));
+    let o = ct.create_raw(
+        &[],
+        Opts {
+            global: vec!["--debug".into(), "--log".into(), log.display().to_string()],
+            ..Default::default()
+        },
+    );
+    (o, log)
+}
+
 fn init_born_in_its_v2_cgroup(ctx: &mut Ctx) -> R {
     if host::systemd_mode() {
         return Err(super::Fail::Skip("the systemd unit places the init".into()));
@@ -446,14 +459,7 @@ fn init_born_in_its_v2_cgroup(ctx: &mut Ctx) -> R {
     }
     let ct = ctx.container(SLEEPER)?;
     ct.b.write()?;
-    let log = ctx.dir("logs").join(format!("{}.log", ct.id));
-    let o = ct.create_raw(
-        &[],
-        Opts {
-            global: vec!["--debug".into(), "--log".into(), log.display().to_string()],
-            ..Default::default()
-        },
-    );
+    let (o, log) = create_with_debug_log(ctx, &ct);
     ensure!(o.success(), "create: {}", o.brief());
     let pid = ct.pid()?;
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
@@ -864,14 +870,7 @@ fn kernel_memory_held_or_recorded(ctx: &mut Ctx) -> R {
         json!({"memory": {"limit": 67108864, "kernel": 16777216}}),
     );
     ct.b.write()?;
-    let log = ctx.dir("logs").join(format!("{}.log", ct.id));
-    let o = ct.create_raw(
-        &[],
-        Opts {
-            global: vec!["--debug".into(), "--log".into(), log.display().to_string()],
-            ..Default::default()
-        },
-    );
+    let (o, log) = create_with_debug_log(ctx, &ct);
     ensure!(o.success(), "create with memory.kernel: {}", o.brief());
     let held = read(&ct.id, "memory", "memory.kmem.limit_in_bytes");
     let text = fs::read_to_string(&log).unwrap_or_default();
