@@ -11,7 +11,8 @@ DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
 	build-faults test-faults \
-	test-clients test-apparmor test-cgroupv2 lint demo clean soak soak-short fuzz fuzz-short fuzz-deps \
+	test-clients test-cri deps-cri cri-bin test-apparmor test-cgroupv2 lint demo clean soak soak-short \
+	fuzz fuzz-short fuzz-deps \
 	bench bench-quick bench-deps bench-bin
 
 all: build
@@ -29,10 +30,10 @@ integration-bin:
 	$(CARGO) build --release -p integration
 
 # Debian packages the tests need: busybox for bundles, runc as the reference runtime, iproute2
-# for network namespaces.
+# for network namespaces, protoc for the CRI client's generated API (built with the workspace).
 deps:
 	@missing=""; \
-	for p in busybox-static runc iproute2; do \
+	for p in busybox-static runc iproute2 protobuf-compiler; do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -88,6 +89,31 @@ soak-short: build runtimetest integration-bin
 # fails when berth fails any. About 5 minutes.
 test-clients: deps deps-managers build runtimetest
 	integration/clients/run.sh $(BERTH) $(RUNTIMETEST) $$(command -v runc)
+
+# Kubernetes' path: a private containerd with its CRI plugin, handlers `berth` and `runc`, a
+# loopback-only CNI network, images made here; the project's CRI client (integration/cri) runs
+# each scenario with both handlers and fails when berth fails any. About 2 minutes.
+CRI_CLIENT := $(TARGET_DIR)/debug/cri-client
+CRI_PAUSE := $(TARGET_DIR)/$(TARGET_TRIPLE)/release/cri-pause
+deps-cri:
+	@missing=""; \
+	for p in containerd containernetworking-plugins busybox-static runc protobuf-compiler; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; \
+	fi
+
+# The client is a test tool: a debug build is quick and enough. The pause runs in the sandbox
+# image, so it is static.
+cri-bin:
+	$(CARGO) build -p cri-client
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p cri-pause --target $(TARGET_TRIPLE)
+
+test-cri: deps-cri build cri-bin
+	integration/cri/run.sh $(BERTH) $(CRI_CLIENT) $(CRI_PAUSE) $$(command -v runc)
 
 # berth with its fault points compiled in (cargo feature fault-injection, profile `faults`:
 # release code without LTO). Never installed: only the reliability suite runs it.

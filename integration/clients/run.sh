@@ -11,6 +11,8 @@
 # usage: integration/clients/run.sh BERTH RUNTIMETEST [RUNC]   (as root; clients installed)
 # Exits 1 when berth fails any scenario; runc's failures are shown but don't fail the run.
 set -uo pipefail
+# shellcheck source=integration/clients-lib.sh
+source "$(dirname "$0")/../clients-lib.sh"
 
 BERTH=$(realpath "${1:?usage: run.sh BERTH RUNTIMETEST [RUNC]}")
 RUNTIMETEST=$(realpath "${2:?usage: run.sh BERTH RUNTIMETEST [RUNC]}")
@@ -40,17 +42,6 @@ PIDS=()                                  # daemons started here
 
 # --- cleanup ---------------------------------------------------------------------------------
 
-# Every process whose command line names the temp dir was started here or by a daemon started
-# here (dockerd's containerd, shims, conmon), so it may be stopped.
-our_procs() {
-	local p
-	for p in /proc/[0-9]*; do
-		p=${p#/proc/}
-		[ "$p" = $$ ] && continue
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$WORK" && echo "$p"
-	done
-}
-
 cleanup() {
 	trap - EXIT INT TERM
 	set +e
@@ -79,7 +70,7 @@ cleanup() {
 		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
 		kill -9 "$p" 2>/dev/null
 	done
-	for p in $(our_procs); do kill -9 "$p" 2>/dev/null; done
+	for p in $(procs_naming "$WORK"); do kill -9 "$p" 2>/dev/null; done
 	# Cgroups under this run's parents: what a runtime left behind (the leak scenario has already
 	# reported it). Thaw, kill what is inside, remove the deepest first.
 	find /sys/fs/cgroup/*/ -maxdepth 1 -type d -name "bc-$TAG-*" 2>/dev/null | while read -r d; do
@@ -561,28 +552,12 @@ wait_for() { # SECONDS CMD...: until CMD succeeds
 # A busybox image made here from Debian's busybox-static (no registry is reachable), with
 # runtimetest for the seccomp probes.
 make_image() {
-	local r=$WORK/rootfs a
-	mkdir -p "$r"/{bin,proc,sys,dev,etc,tmp,root}
-	cp /bin/busybox "$r/bin/busybox"
-	for a in $(/bin/busybox --list); do [ -e "$r/bin/$a" ] || ln -s busybox "$r/bin/$a"; done
+	local r=$WORK/rootfs
+	busybox_rootfs "$r" || return 1
 	cp "$RUNTIMETEST" "$r/runtimetest"
-	echo 'root:x:0:0:root:/root:/bin/sh' >"$r/etc/passwd"
-	echo 'root:x:0:' >"$r/etc/group"
 	tar -C "$r" -cf "$WORK/rootfs.tar" . || return 1
-	# The same as an OCI archive for ctr: one layer, a config, a manifest, an index.
-	local o=$WORK/oci b=$WORK/oci/blobs/sha256 l c m
-	mkdir -p "$b"
-	l=$(sha256sum <"$WORK/rootfs.tar" | cut -d' ' -f1); cp "$WORK/rootfs.tar" "$b/$l"
-	printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-		"$l" >"$o/config"
-	c=$(sha256sum <"$o/config" | cut -d' ' -f1); mv "$o/config" "$b/$c"
-	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
-		"$c" "$(stat -c %s "$b/$c")" "$l" "$(stat -c %s "$b/$l")" >"$o/manifest"
-	m=$(sha256sum <"$o/manifest" | cut -d' ' -f1); mv "$o/manifest" "$b/$m"
-	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"docker.io/library/bc-bb:1","org.opencontainers.image.ref.name":"1"}}]}' \
-		"$m" "$(stat -c %s "$b/$m")" >"$o/index.json"
-	echo '{"imageLayoutVersion":"1.0.0"}' >"$o/oci-layout"
-	tar -C "$o" -cf "$WORK/image-oci.tar" .
+	# The same as an OCI archive for ctr.
+	oci_archive "$WORK/rootfs.tar" docker.io/library/bc-bb:1 '{"Cmd":["sh"]}' "$WORK/image-oci.tar"
 }
 
 # Each prints why on failure.
