@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Labels every pod and container of this run carries, so listings can be filtered to them.
 pub const RUN_LABEL: &str = "berth-cri-test";
 
+#[derive(Clone)]
 pub struct Cri {
     rt: RuntimeServiceClient<Channel>,
 }

@@ -18,10 +18,17 @@ pub const NAMES: &[&str] = &[
     "pod/lifecycle",
     "pod/shared-namespaces",
     "pod/share-process-namespace",
+    "pod/host-namespaces",
+    "pod/sysctls",
+    "pods/parallel",
     "container/lifecycle",
     "container/log-file",
     "container/stop-grace",
     "container/stop-kill-after-grace",
+    "container/killed-from-outside",
+    "container/restart-attempt",
+    "container/command-env-workdir",
+    "container/mounts",
     "exec/sync",
     "exec/timeout",
     "resources/cgroup",
@@ -34,6 +41,8 @@ pub const NAMES: &[&str] = &[
     "security/privileged",
     "security/runtime-default-seccomp",
     "security/masked-readonly-paths",
+    "security/no-new-privileges",
+    "security/localhost-seccomp",
     "stats",
     "list",
     "nothing-left",
@@ -44,10 +53,17 @@ pub async fn run(ctx: &mut Ctx<'_>, name: &str) -> Result<()> {
         "pod/lifecycle" => pod_lifecycle(ctx).await,
         "pod/shared-namespaces" => pod_shared_namespaces(ctx).await,
         "pod/share-process-namespace" => pod_share_process_namespace(ctx).await,
+        "pod/host-namespaces" => pod_host_namespaces(ctx).await,
+        "pod/sysctls" => pod_sysctls(ctx).await,
+        "pods/parallel" => pods_parallel(ctx).await,
         "container/lifecycle" => container_lifecycle(ctx).await,
         "container/log-file" => container_log_file(ctx).await,
         "container/stop-grace" => stop_grace(ctx).await,
         "container/stop-kill-after-grace" => stop_kill_after_grace(ctx).await,
+        "container/killed-from-outside" => killed_from_outside(ctx).await,
+        "container/restart-attempt" => restart_attempt(ctx).await,
+        "container/command-env-workdir" => command_env_workdir(ctx).await,
+        "container/mounts" => container_mounts(ctx).await,
         "exec/sync" => exec_sync(ctx).await,
         "exec/timeout" => exec_timeout(ctx).await,
         "resources/cgroup" => resources_cgroup(ctx).await,
@@ -60,6 +76,8 @@ pub async fn run(ctx: &mut Ctx<'_>, name: &str) -> Result<()> {
         "security/privileged" => security_privileged(ctx).await,
         "security/runtime-default-seccomp" => security_seccomp(ctx).await,
         "security/masked-readonly-paths" => security_masked_paths(ctx).await,
+        "security/no-new-privileges" => security_no_new_privs(ctx).await,
+        "security/localhost-seccomp" => security_localhost_seccomp(ctx).await,
         "stats" => stats(ctx).await,
         "list" => list(ctx).await,
         "nothing-left" => nothing_left(ctx).await,
@@ -190,7 +208,13 @@ impl<'a> Ctx<'a> {
             .unwrap_or_default();
         let id = self.cri.run_pod(&config, &self.handler).await?;
         self.pods.push((id.clone(), parent));
-        self.all_pods.push(id.clone());
+        self.record(&id);
+        Ok(Pod { id, config })
+    }
+
+    /// A sandbox this handler ran: for the final checks, and for run.sh's cleanup by name.
+    fn record(&mut self, id: &str) {
+        self.all_pods.push(id.to_string());
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -199,7 +223,6 @@ impl<'a> Ctx<'a> {
             use std::io::Write;
             let _ = writeln!(f, "{id}");
         }
-        Ok(Pod { id, config })
     }
 
     async fn pod(&mut self, name: &str) -> Result<Pod> {
@@ -525,6 +548,130 @@ async fn pod_share_process_namespace(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// hostNetwork, hostPID, hostIPC: the pod and its containers are in the node's namespaces,
+/// but for their own mounts.
+async fn pod_host_namespaces(ctx: &mut Ctx<'_>) -> Result<()> {
+    let mut config = ctx.pod_config("host-ns");
+    // As the kubelet: a hostNetwork pod has the node's UTS namespace, so no hostname of its own.
+    config.hostname.clear();
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.network = NamespaceMode::Node as i32;
+        ns.pid = NamespaceMode::Node as i32;
+        ns.ipc = NamespaceMode::Node as i32;
+    }
+    let pod = ctx.run_pod(config).await?;
+    let (_, pid) = ctx.sleeper(&pod, "c", |_| {}).await?;
+    let me = std::process::id();
+    // containerd gives a hostNetwork pod the node's UTS namespace too.
+    for kind in ["net", "pid", "ipc", "uts"] {
+        ensure!(
+            ns_of(pid, kind)? == ns_of(me, kind)?,
+            "{kind} namespace is not the node's"
+        );
+    }
+    ensure!(
+        ns_of(pid, "mnt")? != ns_of(me, "mnt")?,
+        "mount namespace is the node's"
+    );
+    Ok(())
+}
+
+/// Pod sysctls reach the pod's namespaces, and only them.
+async fn pod_sysctls(ctx: &mut Ctx<'_>) -> Result<()> {
+    let mut config = ctx.pod_config("sysctls");
+    let wanted = [
+        ("kernel.shm_rmid_forced", "1"),
+        ("net.ipv4.ip_unprivileged_port_start", "80"),
+    ];
+    if let Some(l) = config.linux.as_mut() {
+        l.sysctls = wanted
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+    let host: Vec<String> = wanted
+        .iter()
+        .map(|(k, _)| read_trim(&Path::new("/proc/sys").join(k.replace('.', "/"))))
+        .collect::<Result<_>>()?;
+    let pod = ctx.run_pod(config).await?;
+    let (id, _) = ctx.sleeper(&pod, "c", |_| {}).await?;
+    for ((k, v), before) in wanted.iter().zip(&host) {
+        let file = Path::new("/proc/sys").join(k.replace('.', "/"));
+        let inside = ctx.sh_ok(&id, &format!("cat {}", file.display())).await?;
+        ensure!(
+            inside.trim() == *v,
+            "{k} is {:?} inside, not {v}",
+            inside.trim()
+        );
+        ensure!(read_trim(&file)? == *before, "{k} changed on the host");
+    }
+    Ok(())
+}
+
+/// Eight pods at once, as a node starting a deployment: each runs a container to completion
+/// and is removed; nothing fails and nothing is left.
+async fn pods_parallel(ctx: &mut Ctx<'_>) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let config = ctx.pod_config(&format!("parallel-{i}"));
+        std::fs::create_dir_all(&config.log_directory)?;
+        let mut c = ctx.container(
+            &Pod {
+                id: String::new(),
+                config: config.clone(),
+            },
+            "c",
+            &["sh", "-c", "echo hi; exit 4"],
+        );
+        c.labels.insert("n".into(), i.to_string());
+        let (mut cri, handler) = (ctx.cri.clone(), ctx.handler.clone());
+        tasks.spawn(async move {
+            let mut made = None;
+            let r: Result<()> = async {
+                let pod = cri.run_pod(&config, &handler).await?;
+                made = Some(pod.clone());
+                let id = cri.create(&pod, c, &config).await?;
+                cri.start(&id).await?;
+                let st = cri.wait_exited(&id, WAIT).await?;
+                ensure!(st.exit_code == 4, "exit {}", st.exit_code);
+                cri.stop_pod(&pod).await?;
+                cri.remove_pod(&pod).await
+            }
+            .await;
+            let parent = config.linux.map(|l| l.cgroup_parent).unwrap_or_default();
+            (made, parent, r)
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (made, parent, r) = joined?;
+        if let Some(id) = &made {
+            ctx.record(id);
+        }
+        match r {
+            Ok(()) => remove_cgroup(&parent)?,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                if let Some(id) = made {
+                    ctx.pods.push((id, parent));
+                }
+            }
+        }
+    }
+    ensure!(
+        errors.is_empty(),
+        "{} of 8 pods failed: {}",
+        errors.len(),
+        errors.join("; ")
+    );
+    Ok(())
+}
+
 async fn container_lifecycle(ctx: &mut Ctx<'_>) -> Result<()> {
     let pod = ctx.pod("c-lifecycle").await?;
     let config = ctx.container(&pod, "c", &["sh", "-c", "exit 3"]);
@@ -675,6 +822,141 @@ async fn stop_kill_after_grace(ctx: &mut Ctx<'_>) -> Result<()> {
         st.reason
     );
     wait_log(&path, "got TERM").await?;
+    Ok(())
+}
+
+/// The process dies of a signal nobody sent through the CRI (an OOM killer, an operator).
+async fn killed_from_outside(ctx: &mut Ctx<'_>) -> Result<()> {
+    let pod = ctx.pod("killed").await?;
+    let (id, pid) = ctx.sleeper(&pod, "c", |_| {}).await?;
+    // SAFETY: kill(2) with a pid containerd reported for this container, just now.
+    ensure!(
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0,
+        "kill: {}",
+        std::io::Error::last_os_error()
+    );
+    let st = ctx.cri.wait_exited(&id, WAIT).await?;
+    ensure!(
+        st.exit_code == 137 && st.reason == "Error",
+        "exit {} reason {:?}",
+        st.exit_code,
+        st.reason
+    );
+    // The pod is still whole: a new container starts in it.
+    let (again, _) = ctx.sleeper(&pod, "again", |_| {}).await?;
+    let (st, _) = ctx.cri.status(&again).await?;
+    ensure!(
+        st.state == ContainerState::ContainerRunning as i32,
+        "restart in the pod: state {}",
+        st.state
+    );
+    Ok(())
+}
+
+/// The kubelet restarts a container as a new one with the next attempt number, in the same
+/// pod, while the exited one is kept for inspection.
+async fn restart_attempt(ctx: &mut Ctx<'_>) -> Result<()> {
+    let pod = ctx.pod("restart").await?;
+    let first = ctx.container(&pod, "c", &["sh", "-c", "echo first; exit 1"]);
+    let first = ctx.start(&pod, first).await?;
+    let st = ctx.cri.wait_exited(&first, WAIT).await?;
+    ensure!(st.exit_code == 1, "first attempt exit {}", st.exit_code);
+    let mut second = ctx.container(&pod, "c", &["sh", "-c", "echo second; sleep 1000"]);
+    second.metadata = Some(ContainerMetadata {
+        name: "c".into(),
+        attempt: 1,
+    });
+    second.log_path = "c.1.log".into();
+    let second = ctx.start(&pod, second).await?;
+    wait_log(&pod.log_dir().join("c.1.log"), "second").await?;
+    let (st, _) = ctx.cri.status(&first).await?;
+    ensure!(
+        st.state == ContainerState::ContainerExited as i32 && st.exit_code == 1,
+        "first attempt now {st:?}"
+    );
+    let (st, _) = ctx.cri.status(&second).await?;
+    ensure!(
+        st.state == ContainerState::ContainerRunning as i32,
+        "second attempt state {}",
+        st.state
+    );
+    ensure!(
+        st.metadata.map(|m| m.attempt) == Some(1),
+        "second attempt's metadata"
+    );
+    ctx.cri.remove(&first).await?;
+    Ok(())
+}
+
+/// command + args, env, working dir, as a pod spec's container gives them.
+async fn command_env_workdir(ctx: &mut Ctx<'_>) -> Result<()> {
+    let pod = ctx.pod("config").await?;
+    let mut c = ctx.container(&pod, "c", &["sh", "-c"]);
+    c.args = vec![
+        r#"echo "foo=$FOO"; echo "cwd=$(pwd)"; echo "args=$0 $1""#.into(),
+        "a0".into(),
+        "a1".into(),
+    ];
+    c.envs = vec![KeyValue {
+        key: "FOO".into(),
+        value: "bar baz".into(),
+    }];
+    c.working_dir = "/tmp/work".into();
+    let id = ctx.start(&pod, c).await?;
+    let st = ctx.cri.wait_exited(&id, WAIT).await?;
+    ensure!(st.exit_code == 0, "exit {}", st.exit_code);
+    let log = wait_log(&pod.log_dir().join("c.log"), "args=").await?;
+    for want in ["foo=bar baz", "cwd=/tmp/work", "args=a0 a1"] {
+        ensure!(log.contains(want), "no {want:?} in {log:?}");
+    }
+    Ok(())
+}
+
+/// hostPath volumes, read-write and read-only; the files containerd gives every container.
+async fn container_mounts(ctx: &mut Ctx<'_>) -> Result<()> {
+    let pod = ctx.pod("mounts").await?;
+    let vol = pod.log_dir().join("volume");
+    std::fs::create_dir_all(&vol)?;
+    std::fs::write(vol.join("from-host"), "hello\n")?;
+    let (id, _) = ctx
+        .sleeper(&pod, "c", |c| {
+            for (path, readonly) in [("/data", false), ("/ro", true)] {
+                c.mounts.push(k8s_cri::v1::Mount {
+                    container_path: path.into(),
+                    host_path: vol.to_string_lossy().into(),
+                    readonly,
+                    ..Default::default()
+                });
+            }
+        })
+        .await?;
+    ensure!(
+        ctx.sh_ok(&id, "cat /data/from-host").await? == "hello\n",
+        "the volume's file"
+    );
+    ctx.sh_ok(&id, "echo written >/data/from-container").await?;
+    ensure!(
+        std::fs::read_to_string(vol.join("from-container")).unwrap_or_default() == "written\n",
+        "a write to the volume did not reach the host"
+    );
+    let r = ctx.sh(&id, "echo x >/ro/nope").await?;
+    ensure!(
+        r.exit_code != 0 && err(&r).contains("Read-only file system"),
+        "write to a read-only volume: exit {} {:?}",
+        r.exit_code,
+        err(&r)
+    );
+    ensure!(
+        !vol.join("nope").exists(),
+        "the read-only volume was written"
+    );
+    let hostname = ctx.sh_ok(&id, "cat /etc/hostname").await?;
+    ensure!(hostname.trim() == "berth-pod", "/etc/hostname {hostname:?}");
+    ctx.sh_ok(
+        &id,
+        "test -f /etc/hosts && test -f /etc/resolv.conf && test -d /dev/shm",
+    )
+    .await?;
     Ok(())
 }
 
@@ -864,6 +1146,7 @@ async fn security_defaults(ctx: &mut Ctx<'_>) -> Result<()> {
     // The controls for the attacks below: with defaults each of them works.
     ctx.sh_ok(&id, "touch /x && chown 1:1 /x").await?;
     ctx.sh_ok(&id, "unshare -U true").await?;
+    ctx.sh_ok(&id, "mkdir /tmp/d").await?;
     Ok(())
 }
 
@@ -1031,6 +1314,64 @@ async fn security_seccomp(ctx: &mut Ctx<'_>) -> Result<()> {
         r.exit_code != 0,
         "unshare(CLONE_NEWUSER) allowed under RuntimeDefault"
     );
+    Ok(())
+}
+
+/// allowPrivilegeEscalation: false.
+async fn security_no_new_privs(ctx: &mut Ctx<'_>) -> Result<()> {
+    let pod = ctx.pod("nnp").await?;
+    let (id, pid) = ctx
+        .sleeper(&pod, "c", |c| {
+            if let Some(sc) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+                sc.no_new_privs = true;
+            }
+        })
+        .await?;
+    ensure!(
+        proc_status(pid, "NoNewPrivs")? == "1",
+        "NoNewPrivs {}",
+        proc_status(pid, "NoNewPrivs")?
+    );
+    let inside = ctx.sh_ok(&id, "grep NoNewPrivs: /proc/self/status").await?;
+    ensure!(
+        inside.split_whitespace().nth(1) == Some("1"),
+        "exec's {inside:?}"
+    );
+    Ok(())
+}
+
+/// A profile of the operator's own, from a file on the node (`localhost/…`): mkdir refused.
+async fn security_localhost_seccomp(ctx: &mut Ctx<'_>) -> Result<()> {
+    let profile = ctx.args.state_dir.join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )?;
+    let pod = ctx.pod("seccomp-local").await?;
+    let (id, pid) = ctx
+        .sleeper(&pod, "c", |c| {
+            if let Some(sc) = c.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+                sc.seccomp = Some(SecurityProfile {
+                    profile_type: security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: profile.to_string_lossy().into(),
+                });
+            }
+        })
+        .await?;
+    ensure!(
+        proc_status(pid, "Seccomp")? == "2",
+        "Seccomp {}",
+        proc_status(pid, "Seccomp")?
+    );
+    // security/defaults shows mkdir works without the profile.
+    let r = ctx.sh(&id, "mkdir /tmp/d").await?;
+    ensure!(
+        r.exit_code != 0 && err(&r).contains("Operation not permitted"),
+        "mkdir under a profile refusing it: exit {} {:?}",
+        r.exit_code,
+        err(&r)
+    );
+    ctx.sh_ok(&id, "touch /tmp/f").await?;
     Ok(())
 }
 
