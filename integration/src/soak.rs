@@ -567,8 +567,11 @@ mod tests {
         let f = fs::File::open("/proc/self/stat").unwrap();
         assert_eq!(files_held(me), n + 1);
         // A file open and mapped counts once, and still counts once only mapped.
+        // SAFETY: plain system calls on a memfd and a mapping this test owns.
         let fd = unsafe { libc::memfd_create(c"soak-test".as_ptr(), 0) };
+        // SAFETY: as above.
         assert!(fd >= 0 && unsafe { libc::ftruncate(fd, 4096) } == 0);
+        // SAFETY: a fresh shared read-only mapping of the memfd, unmapped below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -581,8 +584,10 @@ mod tests {
         };
         assert_ne!(p, libc::MAP_FAILED);
         assert_eq!(files_held(me), n + 2);
+        // SAFETY: the memfd is ours and closed once.
         unsafe { libc::close(fd) };
         assert_eq!(files_held(me), n + 2);
+        // SAFETY: the mapping made above, unmapped once.
         unsafe { libc::munmap(p, 4096) };
         assert_eq!(files_held(me), n + 1);
         drop(f);
