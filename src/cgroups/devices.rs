@@ -325,7 +325,9 @@ const R5: u8 = 5;
 const R6: u8 = 6;
 
 /// The device program for `rules`: one block per rule, last rule first; the first block that
-/// matches returns its verdict, and the end refuses.
+/// matches returns its verdict, and the end refuses. A rule that matches every request (a
+/// privileged container's `a *:* rwm` allow) ends the program: the kernel's verifier refuses
+/// a program with instructions no path reaches.
 pub fn program(rules: &[Rule]) -> Vec<Insn> {
     use bpf::*;
     let mut prog = vec![
@@ -362,8 +364,13 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
             block.push(alu32_imm(AND, R6, i32::from(r.access)));
             block.push(jmp_imm(JEQ, R6, 0, 0));
         }
+        let unconditional = block.is_empty();
         block.push(alu32_imm(MOV, R0, i32::from(r.allow)));
         block.push(exit());
+        if unconditional {
+            prog.extend(block);
+            return prog;
+        }
         let len = block.len();
         for (i, insn) in block.iter_mut().enumerate() {
             if insn.code & 0x07 == libc::BPF_JMP as u8 && insn.code != EXIT {
@@ -727,6 +734,56 @@ mod tests {
                 "case {i}: {typ:?} {major}:{minor} {access}"
             );
         }
+    }
+
+    /// Every instruction is on some path from the first: the kernel's verifier refuses a
+    /// program with unreachable code ("unreachable insn N"), as it did a privileged
+    /// container's under containerd's CRI (allow-all, then the host's devices and defaults).
+    #[test]
+    fn program_has_no_unreachable_instructions() {
+        use DevType::{All, Char};
+        let deny_all = rule(false, All, None, None, ALL_ACCESS);
+        let allow_all = rule(true, All, None, None, ALL_ACCESS);
+        let kmsg = rule(true, Char, Some(1), Some(11), ALL_ACCESS);
+        let mut privileged = vec![deny_all, allow_all, kmsg];
+        privileged.extend_from_slice(DEFAULT_ALLOWED);
+        let mut plain = vec![deny_all];
+        plain.extend_from_slice(DEFAULT_ALLOWED);
+        let sets = [
+            privileged.clone(),
+            plain,
+            vec![],
+            vec![allow_all],
+            vec![kmsg, allow_all],
+            vec![allow_all, deny_all],
+        ];
+        for (n, rules) in sets.iter().enumerate() {
+            let prog = program(rules);
+            let mut seen = vec![false; prog.len()];
+            let mut todo = vec![0usize];
+            while let Some(pc) = todo.pop() {
+                if pc >= prog.len() || seen[pc] {
+                    continue;
+                }
+                seen[pc] = true;
+                let i = prog[pc];
+                match i.code {
+                    0x95 => {}
+                    0x55 | 0x15 => {
+                        todo.extend([pc + 1, (pc as i64 + 1 + i64::from(i.off)) as usize])
+                    }
+                    _ => todo.push(pc + 1),
+                }
+            }
+            let dead: Vec<usize> = (0..prog.len()).filter(|&i| !seen[i]).collect();
+            assert!(
+                dead.is_empty(),
+                "set {n}: unreachable instructions {dead:?}"
+            );
+        }
+        // And it still decides as before: allow-all wins over what came before it.
+        assert_eq!(run(&program(&privileged), Char, 4, 64, READ | WRITE), 1);
+        assert_eq!(run(&program(&[allow_all, deny_all]), Char, 1, 3, READ), 0);
     }
 
     #[test]

@@ -72,8 +72,8 @@ fn with_mknod(b: &mut Bundle) {
 
 /// The device cgroup holds with CAP_MKNOD (cgroup v1 and v2 alike): the default deny-all rule
 /// lets the container make a node for /dev/kmsg (runc's defaults allow mknod of anything) but
-/// not open it; the standard devices work; an allow rule for 1:11 opens it. The opens are
-/// write-only and write nothing.
+/// not open it; the standard devices work; an allow rule for 1:11 opens it, and so does an
+/// allow-all rule (a privileged container). The opens are write-only and write nothing.
 fn devices_cgroup_mknod(ctx: &mut Ctx) -> R {
     ctx.inside(
         &|b: &mut Bundle| {
@@ -111,6 +111,24 @@ fn devices_cgroup_mknod(ctx: &mut Ctx) -> R {
     )
     .map_err(|e| match e {
         Fail::Fail(m) => Fail::Fail(format!("with an allow for c 1:11: {m}")),
+        skip => skip,
+    })?;
+    // A privileged container's rules (containerd's): deny-all, then allow-all, then the
+    // defaults. On v2 the program must load (the verifier refuses unreachable code) and allow
+    // what the allow-all allows.
+    ctx.inside(
+        &|b: &mut Bundle| {
+            with_mknod(b);
+            if let Some(a) = b.config["linux"]["resources"]["devices"].as_array_mut() {
+                a.push(json!({"allow": true, "access": "rwm"}));
+            }
+            Ok(())
+        },
+        &["busybox mknod /tmp/kmsg c 1 11", "(exec 3>/tmp/kmsg)"],
+        false,
+    )
+    .map_err(|e| match e {
+        Fail::Fail(m) => Fail::Fail(format!("with an allow-all: {m}")),
         skip => skip,
     })
 }
