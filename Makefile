@@ -11,7 +11,7 @@ DEMO_BUNDLE := demo-bundle
 
 .PHONY: all build runtimetest integration-bin deps deps-managers test unit integration compare \
 	build-faults test-faults \
-	test-clients test-cri deps-cri cri-bin test-apparmor test-cgroupv2 lint demo clean soak soak-short \
+	test-clients test-cri test-cri-cgroupv2 deps-cri cri-bin test-apparmor test-cgroupv2 lint demo clean soak soak-short \
 	fuzz fuzz-short fuzz-deps \
 	bench bench-quick bench-deps bench-bin
 
@@ -114,6 +114,20 @@ cri-bin:
 
 test-cri: deps-cri build cri-bin
 	integration/cri/run.sh $(BERTH) $(CRI_CLIENT) $(CRI_PAUSE) $$(command -v runc)
+
+# The same on pure cgroup v2 in the ../shared/vm guest, whose root is this host's / (so
+# containerd is there): the scenarios that touch cgroups, devices or many pods, first with the
+# cgroupfs driver (busybox as PID 1), then with systemd's (the host's systemd as PID 1,
+# SystemdCgroup = true, pods in slices), as most nodes run. About 10 minutes under TCG.
+CRI_CGROUPV2_CASES := pod/lifecycle,container/lifecycle,exec/sync,resources/,security/privileged,\
+	security/defaults,stats,pods/parallel,nothing-left
+CRI_GUEST = BERTH_CRI_SCENARIOS=$(subst $(eval) ,,$(CRI_CGROUPV2_CASES)) BERTH_CRI_TMPDIR=/run \
+	OCIVM_ENV="BERTH_CRI_SCENARIOS BERTH_CRI_TMPDIR BERTH_CRI_SYSTEMD" OCIVM_TIMEOUT=1500 \
+	$(VM)/run-in-guest.sh $(CURDIR) integration/cri/run.sh $(abspath $(BERTH)) \
+	$(abspath $(CRI_CLIENT)) $(abspath $(CRI_PAUSE)) $$(command -v runc)
+test-cri-cgroupv2: deps-cri build cri-bin
+	$(CRI_GUEST)
+	BERTH_CRI_SYSTEMD=1 OCIVM_INIT=systemd OCIVM_ROOT=host $(CRI_GUEST)
 
 # berth with its fault points compiled in (cargo feature fault-injection, profile `faults`:
 # release code without LTO). Never installed: only the reliability suite runs it.

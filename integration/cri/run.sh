@@ -20,13 +20,20 @@ CLIENT=$(realpath "${2:?usage: run.sh BERTH CRI_CLIENT PAUSE [RUNC]}")
 PAUSE=$(realpath "${3:?usage: run.sh BERTH CRI_CLIENT PAUSE [RUNC]}")
 RUNC=$(realpath "${4:-$(command -v runc)}")
 T=${BERTH_CRI_TIMEOUT:-60}               # seconds for any one setup command
-WORK=$(mktemp -d /tmp/berth-cri.XXXXXX)
+# BERTH_CRI_TMPDIR: where the run's dirs go; containerd's overlay snapshots need a filesystem
+# that can be an overlay's upper dir (not an overlay itself, as a VM guest's /tmp may be).
+WORK=$(mktemp -d "${BERTH_CRI_TMPDIR:-/tmp}/berth-cri.XXXXXX")
 TAG=${WORK##*.}
 LOGS=$(mktemp -d /tmp/berth-cri-logs.XXXXXX)   # kept: containerd's log, the invocations
 D=$WORK/containerd
 SOCK=$D/containerd.sock
 NET=berth-cri-$TAG                       # the CNI network's name
+# BERTH_CRI_SYSTEMD=1: the handlers use systemd's cgroup driver (SystemdCgroup = true), as
+# most nodes do; the pods' parents are then slices named berthcri<tag>-….slice.
+SYSTEMD=${BERTH_CRI_SYSTEMD:-}
 CGROUP_PARENT=/berth-cri-$TAG            # every pod's cgroups go below it
+DRIVER=cgroupfs
+[ -n "$SYSTEMD" ] && CGROUP_PARENT=berthcri$TAG DRIVER=systemd
 CTR=(ctr -a "$SOCK" -n k8s.io)
 declare -A RTBIN=([berth]=$BERTH [runc]=$RUNC)
 PID=
@@ -51,6 +58,7 @@ cleanup() {
 			timeout 10 "${RTBIN[$r]}" --root "$WORK/rt/$r/k8s.io" delete -f "$c" >/dev/null 2>&1
 		done
 	done
+	[ -n "$SYSTEMD" ] && systemctl stop "$CGROUP_PARENT.slice" 2>/dev/null
 	find /sys/fs/cgroup/ -maxdepth 2 -type d -name "${CGROUP_PARENT#/}" 2>/dev/null | while read -r d; do
 		find "$d" -depth -type d | while read -r c; do
 			[ -f "$c/freezer.state" ] && echo THAWED >"$c/freezer.state" 2>/dev/null
@@ -67,7 +75,7 @@ cleanup() {
 	while read -r id; do
 		rm -f "/run/containerd/s/$(printf '%s' "$SOCK/k8s.io/$id" | sha256sum | cut -d' ' -f1)"
 		rm -f /var/lib/cni/results/cni-loopback-"$id"-* 2>/dev/null
-	done <"$WORK/sandboxes" 2>/dev/null
+	done 2>/dev/null <"$WORK/sandboxes"
 	rm -f /var/lib/cni/results/"$NET"-* 2>/dev/null
 	cp "$D/containerd.log" "$WORK"/invocations-* "$LOGS/" 2>/dev/null
 	rm -rf "$WORK" 2>/dev/null
@@ -136,7 +144,8 @@ start_containerd() {
       runtime_type = \"io.containerd.runc.v2\"
       [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.$r.options]
         BinaryName = \"$WORK/bin/$r\"
-        Root = \"$WORK/rt/$r\""
+        Root = \"$WORK/rt/$r\"
+        SystemdCgroup = $([ "$DRIVER" = systemd ] && echo true || echo false)"
 	done
 	# restrict_oom_score_adj: this host's bounding set lacks CAP_SYS_RESOURCE, without which
 	# every sandbox's oom_score_adj write (lowering it) fails, with runc too.
@@ -178,11 +187,12 @@ EOF
 echo "# berth: $BERTH"
 echo "# runc:  $RUNC ($("$RUNC" --version | head -1))"
 echo "# containerd: $(containerd --version)"
+echo "# cgroups: $([ -f /sys/fs/cgroup/cgroup.controllers ] && echo v2 || echo v1), driver: $DRIVER"
 for step in make_images make_wrappers make_cni start_containerd; do
 	why=$($step 2>&1) || { echo "setup failed in $step: $why"; exit 1; }
 done
 
-"$CLIENT" --socket "$SOCK" --cgroup-parent "$CGROUP_PARENT" \
+"$CLIENT" --socket "$SOCK" --cgroup-parent "$CGROUP_PARENT" ${SYSTEMD:+--systemd-cgroup} \
 	--pause-image localhost/berth-cri/pause:1 --image localhost/berth-cri/busybox:1 \
 	--runtime-root berth="$WORK/rt/berth/k8s.io" --runtime-root runc="$WORK/rt/runc/k8s.io" \
 	--sandboxes "$WORK/sandboxes" --state-dir "$D" \

@@ -14,7 +14,10 @@ use anyhow::{bail, Context, Result};
 
 pub struct Args {
     socket: PathBuf,
+    /// The pods' cgroup parents go below it: a path, or with --systemd-cgroup a slice prefix.
     cgroup_parent: String,
+    /// containerd's handlers use systemd's cgroup driver (SystemdCgroup = true).
+    systemd: bool,
     pause_image: String,
     image: String,
     handlers: Vec<String>,
@@ -31,6 +34,7 @@ fn parse_args() -> Result<Args> {
     let mut a = Args {
         socket: PathBuf::new(),
         cgroup_parent: String::new(),
+        systemd: false,
         pause_image: String::new(),
         image: String::new(),
         handlers: vec!["runc".into(), "berth".into()],
@@ -45,6 +49,7 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--socket" => a.socket = value()?.into(),
             "--cgroup-parent" => a.cgroup_parent = value()?,
+            "--systemd-cgroup" => a.systemd = true,
             "--pause-image" => a.pause_image = value()?,
             "--image" => a.image = value()?,
             "--handlers" => a.handlers = value()?.split(',').map(String::from).collect(),
@@ -61,7 +66,7 @@ fn parse_args() -> Result<Args> {
             "-h" | "--help" => {
                 println!(
                     "usage: cri-client --socket SOCK --cgroup-parent /P --pause-image REF --image REF\n\
-                     \x20 [--handlers runc,berth] [--runtime-root HANDLER=DIR]… [--sandboxes FILE]\n\
+                     \x20 [--systemd-cgroup (then --cgroup-parent is a slice prefix)] [--handlers runc,berth] [--runtime-root HANDLER=DIR]… [--sandboxes FILE]\n\
                      \x20 [--state-dir DIR] [--filter SUBSTRING,…]\n\
                      Normally started by integration/cri/run.sh (make test-cri)."
                 );

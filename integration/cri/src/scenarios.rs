@@ -180,10 +180,7 @@ impl<'a> Ctx<'a> {
                 .into(),
             labels: cri::labels(),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: format!(
-                    "{}/{}/pod{}",
-                    self.args.cgroup_parent, self.handler, self.n
-                ),
+                cgroup_parent: self.parent(&format!("pod{}", self.n)),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: NamespaceMode::Pod as i32,
@@ -196,6 +193,18 @@ impl<'a> Ctx<'a> {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// A cgroup parent below this handler's (`leaf` None: the handler's own), as the kubelet
+    /// names them: a path with the cgroupfs driver, a slice with systemd's (its dashes nest).
+    fn parent(&self, leaf: &str) -> String {
+        let (base, handler) = (&self.args.cgroup_parent, &self.handler);
+        match (self.args.systemd, leaf) {
+            (false, "") => format!("{base}/{handler}"),
+            (false, leaf) => format!("{base}/{handler}/{leaf}"),
+            (true, "") => format!("{base}-{handler}.slice"),
+            (true, leaf) => format!("{base}-{handler}-{leaf}.slice"),
         }
     }
 
@@ -350,9 +359,48 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     dirs.into_iter().map(|h| h.join(rel)).collect()
 }
 
-/// Removes a pod's cgroup parent in every hierarchy, as the kubelet does after the pod.
+/// Where systemd puts a slice's cgroup: `a-b-c.slice` is `a.slice/a-b.slice/a-b-c.slice`.
+fn slice_path(slice: &str) -> PathBuf {
+    let name = slice.trim_end_matches(".slice");
+    let mut path = PathBuf::from("/sys/fs/cgroup");
+    for (i, _) in name.match_indices('-') {
+        path.push(format!("{}.slice", &name[..i]));
+    }
+    path.join(slice)
+}
+
+/// The names of the directories in `dir` (none when it is gone).
+fn subdirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a pod's cgroup parent in every hierarchy, as the kubelet does after the pod; under
+/// systemd, stops its slice. A parent that still holds a cgroup is what the runtime left.
 fn remove_cgroup(rel: &str) -> Result<()> {
     if rel.is_empty() {
+        return Ok(());
+    }
+    if rel.ends_with(".slice") {
+        let dir = slice_path(rel);
+        let left = subdirs(&dir);
+        ensure!(left.is_empty(), "slice {rel} still holds {left:?}");
+        let stopped = std::process::Command::new("systemctl")
+            .args(["stop", rel])
+            .status()
+            .context("running systemctl")?;
+        ensure!(stopped.success(), "systemctl stop {rel}: {stopped}");
+        ensure!(
+            !dir.exists(),
+            "{} is left after its slice stopped",
+            dir.display()
+        );
         return Ok(());
     }
     for dir in cgroup_dirs(rel) {
@@ -360,14 +408,7 @@ fn remove_cgroup(rel: &str) -> Result<()> {
             continue;
         }
         // What the runtime left below it is its leak: say what it is.
-        let left: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let left = subdirs(&dir);
         std::fs::remove_dir(&dir)
             .with_context(|| format!("cgroup {} is left (children: {left:?})", dir.display()))?;
     }
@@ -1600,7 +1641,7 @@ async fn nothing_left(ctx: &mut Ctx<'_>) -> Result<()> {
         );
     }
     // The handler's own cgroup parent, empty once each pod's is gone.
-    remove_cgroup(&format!("{}/{}", ctx.args.cgroup_parent, ctx.handler))?;
+    remove_cgroup(&ctx.parent(""))?;
     Ok(())
 }
 
