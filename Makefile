@@ -19,8 +19,12 @@ all: build
 
 # Static (static-pie, glibc): no dynamic loader at each of berth's execs (create re-executes
 # itself once for the CVE-2019-5736 defence), about 0.4 ms less per exec.
+# Peak RSS: relative relocations packed (DT_RELR: 3 KiB instead of 250 KiB of .rela.dyn read at
+# every start), and the code a create runs linked first (link/cc-ordered).
+BERTH_RUSTFLAGS := -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs \
+	-C linker=$(CURDIR)/link/cc-ordered
 build:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p berth --target $(TARGET_TRIPLE)
+	RUSTFLAGS="$(BERTH_RUSTFLAGS)" $(CARGO) build --release -p berth --target $(TARGET_TRIPLE)
 
 # Static, so it runs in any rootfs.
 runtimetest:
