@@ -24,7 +24,8 @@ T=${BERTH_CRI_TIMEOUT:-60}               # seconds for any one setup command
 # that can be an overlay's upper dir (not an overlay itself, as a VM guest's /tmp may be).
 WORK=$(mktemp -d "${BERTH_CRI_TMPDIR:-/tmp}/berth-cri.XXXXXX")
 TAG=${WORK##*.}
-LOGS=$(mktemp -d /tmp/berth-cri-logs.XXXXXX)   # kept: containerd's log, the invocations
+# Kept: containerd's log, the invocations (BERTH_CRI_LOGDIR: where, e.g. out of a VM guest).
+LOGS=$(mktemp -d "${BERTH_CRI_LOGDIR:-/tmp}/berth-cri-logs.XXXXXX")
 D=$WORK/containerd
 SOCK=$D/containerd.sock
 NET=berth-cri-$TAG                       # the CNI network's name

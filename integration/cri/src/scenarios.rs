@@ -1139,16 +1139,18 @@ async fn resources_update(ctx: &mut Ctx<'_>) -> Result<()> {
 
 async fn resources_oom(ctx: &mut Ctx<'_>) -> Result<()> {
     let pod = ctx.pod("oom").await?;
-    // dd's buffer is one 100 MiB block, filled by one read: over the 32 MiB limit.
-    let mut config = ctx.container(
-        &pod,
-        "c",
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"],
-    );
+    // dd's buffer is one 100 MiB block, filled by one read: over the 32 MiB limit. It waits
+    // for a go from an exec, made once StartContainer has returned: the shim watches the
+    // cgroup for OOM kills only from then on (containerd 1.6), and under systemd the scope's
+    // cgroup is gone as soon as the process is, so an earlier kill would never be seen.
+    let script =
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=100M count=1";
+    let mut config = ctx.container(&pod, "c", &["sh", "-c", script]);
     if let Some(l) = config.linux.as_mut() {
         l.resources = Some(limits(0, 0, 32 << 20));
     }
     let id = ctx.start(&pod, config).await?;
+    ctx.sh_ok(&id, "touch /tmp/go").await?;
     let st = ctx.cri.wait_exited(&id, WAIT).await?;
     ensure!(
         st.reason == "OOMKilled" && st.exit_code == 137,
