@@ -52,11 +52,10 @@ deps:
 		dpkg -x golang-github-containers-common_*.deb . ; \
 	fi
 
-# The clients that exec the runtime: Podman (with conmon, and catatonit for --init), Docker and
-# containerd's ctr.
-deps-managers:
-	@missing=""; \
-	for p in podman conmon catatonit containerd docker.io; do \
+# The Debian packages named in $(1) that are missing, installed without recommends.
+define apt_install
+@missing=""; \
+	for p in $(1); do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -64,6 +63,12 @@ deps-managers:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $$missing; \
 	fi
+endef
+
+# The clients that exec the runtime: Podman (with conmon, and catatonit for --init), Docker and
+# containerd's ctr.
+deps-managers:
+	$(call apt_install,podman conmon catatonit containerd docker.io)
 
 unit:
 	$(CARGO) test --workspace
@@ -100,15 +105,7 @@ test-clients: deps deps-managers build runtimetest
 CRI_CLIENT := $(TARGET_DIR)/debug/cri-client
 CRI_PAUSE := $(TARGET_DIR)/$(TARGET_TRIPLE)/release/cri-pause
 deps-cri:
-	@missing=""; \
-	for p in containerd containernetworking-plugins busybox-static runc protobuf-compiler; do \
-		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $$missing; \
-	fi
+	$(call apt_install,containerd containernetworking-plugins busybox-static runc protobuf-compiler)
 
 # The client is a test tool: a debug build is quick and enough. The pause runs in the sandbox
 # image, so it is static.

@@ -42,3 +42,17 @@ procs_naming() {
 		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$1" && echo "$p"
 	done
 }
+
+# remove_cgroup_trees: each cgroup directory read from stdin, with everything below it: thawed,
+# what is inside killed, removed deepest first (what a runtime left behind).
+remove_cgroup_trees() {
+	local d c p
+	while read -r d; do
+		find "$d" -depth -type d | while read -r c; do
+			[ -f "$c/freezer.state" ] && echo THAWED >"$c/freezer.state" 2>/dev/null
+			while read -r p; do kill -9 "$p" 2>/dev/null; done <"$c/cgroup.procs"
+			for _ in $(seq 20); do rmdir "$c" 2>/dev/null && break; sleep 0.1; done
+			[ -d "$c" ] && echo "# cleanup: could not remove cgroup $c"
+		done
+	done
+}

@@ -73,14 +73,7 @@ cleanup() {
 	for p in $(procs_naming "$WORK"); do kill -9 "$p" 2>/dev/null; done
 	# Cgroups under this run's parents: what a runtime left behind (the leak scenario has already
 	# reported it). Thaw, kill what is inside, remove the deepest first.
-	find /sys/fs/cgroup/*/ -maxdepth 1 -type d -name "bc-$TAG-*" 2>/dev/null | while read -r d; do
-		find "$d" -depth -type d | while read -r c; do
-			[ -f "$c/freezer.state" ] && echo THAWED >"$c/freezer.state" 2>/dev/null
-			while read -r p; do kill -9 "$p" 2>/dev/null; done <"$c/cgroup.procs"
-			for _ in $(seq 20); do rmdir "$c" 2>/dev/null && break; sleep 0.1; done
-			[ -d "$c" ] && echo "# cleanup: could not remove cgroup $c"
-		done
-	done
+	find /sys/fs/cgroup/*/ -maxdepth 1 -type d -name "bc-$TAG-*" 2>/dev/null | remove_cgroup_trees
 	# Mounts the clients left under the temp dir (overlays, shm), deepest first.
 	awk -v w="$WORK" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null; done

@@ -60,14 +60,7 @@ cleanup() {
 		done
 	done
 	[ -n "$SYSTEMD" ] && systemctl stop "$CGROUP_PARENT.slice" 2>/dev/null
-	find /sys/fs/cgroup/ -maxdepth 2 -type d -name "${CGROUP_PARENT#/}" 2>/dev/null | while read -r d; do
-		find "$d" -depth -type d | while read -r c; do
-			[ -f "$c/freezer.state" ] && echo THAWED >"$c/freezer.state" 2>/dev/null
-			while read -r p; do kill -9 "$p" 2>/dev/null; done <"$c/cgroup.procs"
-			for _ in $(seq 20); do rmdir "$c" 2>/dev/null && break; sleep 0.1; done
-			[ -d "$c" ] && echo "# cleanup: could not remove cgroup $c"
-		done
-	done
+	find /sys/fs/cgroup/ -maxdepth 2 -type d -name "${CGROUP_PARENT#/}" 2>/dev/null | remove_cgroup_trees
 	# Sandboxes' shm, overlay rootfs and netns mounts under the temp dir, deepest first.
 	awk -v w="$WORK" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null; done
