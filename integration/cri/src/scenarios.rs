@@ -1141,10 +1141,12 @@ async fn resources_oom(ctx: &mut Ctx<'_>) -> Result<()> {
     let pod = ctx.pod("oom").await?;
     // dd's buffer is one 100 MiB block, filled by one read: over the 32 MiB limit. It waits
     // for a go from an exec, made once StartContainer has returned: the shim watches the
-    // cgroup for OOM kills only from then on (containerd 1.6), and under systemd the scope's
-    // cgroup is gone as soon as the process is, so an earlier kill would never be seen.
-    let script =
-        "while [ ! -e /tmp/go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=100M count=1";
+    // cgroup for OOM kills only from then on (containerd 1.6). The shell outlives dd by 2 s
+    // with dd's status: under systemd the scope's cgroup goes with its last process, and the
+    // shim, reading memory.events after the kill, raced its removal (seen with runc and with
+    // berth in the v2 guest).
+    let script = "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+                  dd if=/dev/zero of=/dev/null bs=100M count=1; s=$?; sleep 2; exit $s";
     let mut config = ctx.container(&pod, "c", &["sh", "-c", script]);
     if let Some(l) = config.linux.as_mut() {
         l.resources = Some(limits(0, 0, 32 << 20));
