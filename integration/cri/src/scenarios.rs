@@ -828,37 +828,43 @@ async fn container_log_file(ctx: &mut Ctx<'_>) -> Result<()> {
 
 /// StopContainer sends SIGTERM and waits: the process's own exit within the grace period.
 async fn stop_grace(ctx: &mut Ctx<'_>) -> Result<()> {
-    let pod = ctx.pod("stop-grace").await?;
-    let script = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
-    let config = ctx.container(&pod, "c", &["sh", "-c", script]);
-    let id = ctx.start(&pod, config).await?;
-    let path = pod.log_dir().join("c.log");
-    wait_log(&path, "ready").await?;
-    ctx.cri.stop(&id, 30).await?;
-    let st = ctx.cri.wait_exited(&id, WAIT).await?;
-    ensure!(
-        st.exit_code == 7,
-        "exit {} (reason {:?}), not the trap's 7",
-        st.exit_code,
-        st.reason
-    );
-    wait_log(&path, "got TERM").await?;
-    Ok(())
+    stop_with_trap(
+        ctx,
+        "stop-grace",
+        "echo got TERM; exit 7",
+        30,
+        7,
+        "the trap's 7",
+    )
+    .await
 }
 
 /// A process that outlives its grace period is killed: SIGTERM first, SIGKILL after.
 async fn stop_kill_after_grace(ctx: &mut Ctx<'_>) -> Result<()> {
-    let pod = ctx.pod("stop-kill").await?;
-    let script = "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.1; done";
-    let config = ctx.container(&pod, "c", &["sh", "-c", script]);
+    stop_with_trap(ctx, "stop-kill", "echo got TERM", 2, 137, "SIGKILL's 137").await
+}
+
+/// A shell that runs `trap` on SIGTERM, stopped with `grace` seconds: it must have got the
+/// SIGTERM (its log says so) and exited `want`.
+async fn stop_with_trap(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    trap: &str,
+    grace: i64,
+    want: i32,
+    what: &str,
+) -> Result<()> {
+    let pod = ctx.pod(name).await?;
+    let script = format!("trap '{trap}' TERM; echo ready; while :; do sleep 0.1; done");
+    let config = ctx.container(&pod, "c", &["sh", "-c", &script]);
     let id = ctx.start(&pod, config).await?;
     let path = pod.log_dir().join("c.log");
     wait_log(&path, "ready").await?;
-    ctx.cri.stop(&id, 2).await?;
+    ctx.cri.stop(&id, grace).await?;
     let st = ctx.cri.wait_exited(&id, WAIT).await?;
     ensure!(
-        st.exit_code == 137,
-        "exit {} (reason {:?}), not SIGKILL's 137",
+        st.exit_code == want,
+        "exit {} (reason {:?}), not {what}",
         st.exit_code,
         st.reason
     );
